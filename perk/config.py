@@ -1,0 +1,251 @@
+"""Typed parameters for every params.yaml section: the one home of defaults.
+
+`load_params(path, overrides)` reads params.yaml, applies `a.b.c=value` overrides and
+validates. Any unknown key, wrong type or out-of-range value raises `ConfigError` naming the
+key and what is allowed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """Invalid parameters; the message names the key and what is expected."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ---------------------------------------------------------------- synthesis
+
+Depth = float
+
+
+class TaskSpec(Section):
+    """Shared by every task family: sizes, lengths, depths, chunking."""
+
+    enabled: bool = True
+    subtasks: list[str]
+    n_train: int = Field(200, ge=0)
+    n_val: int = Field(50, ge=0)
+    n_test: int = Field(10, ge=0, description="examples per (eval length, depth) cell")
+    train_lengths: list[int] = Field(default_factory=lambda: [512])
+    eval_lengths: list[int] = Field(default_factory=lambda: [512, 1024, 2048, 4096])
+    depths: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    chunk_tokens: int = Field(64, ge=8, le=8192)
+
+    @field_validator("train_lengths", "eval_lengths")
+    @classmethod
+    def _lengths(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("must list at least one length")
+        if any(x < 16 for x in v):
+            raise ValueError(f"lengths are token counts >= 16, got {v}")
+        return v
+
+    @field_validator("depths")
+    @classmethod
+    def _depths(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0.0 <= d <= 1.0 for d in v):
+            raise ValueError(f"depths must be a non-empty list of fractions in [0, 1], got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _grid(self):
+        allowed = self.allowed_subtasks()
+        bad = [s for s in self.subtasks if s not in allowed]
+        if bad or not self.subtasks:
+            raise ValueError(f"subtasks {bad or self.subtasks} not allowed; choose from {sorted(allowed)}")
+        if max(self.eval_lengths) < 8 * max(self.train_lengths):
+            raise ValueError(
+                f"eval_lengths must reach at least 8x the longest train length "
+                f"({8 * max(self.train_lengths)}), got max {max(self.eval_lengths)}")
+        if min(self.train_lengths) < self.chunk_tokens:
+            raise ValueError(f"train_lengths ({self.train_lengths}) must be >= chunk_tokens ({self.chunk_tokens})")
+        return self
+
+    @classmethod
+    def allowed_subtasks(cls) -> set[str]:
+        return set()
+
+
+class NeedleSpec(TaskSpec):
+    subtasks: list[str] = Field(default_factory=lambda: ["single", "multikey", "multivalue", "multiquery", "passkey"])
+    num_keys: int = Field(4, ge=1, le=64, description="needles (facts) per context for multikey/multiquery")
+    num_values: int = Field(4, ge=1, le=16, description="values per key for multivalue")
+    num_queries: int = Field(2, ge=1, le=16, description="keys asked at once for multiquery")
+
+    @classmethod
+    def allowed_subtasks(cls) -> set[str]:
+        return {"single", "multikey", "multivalue", "multiquery", "passkey"}
+
+
+class BabilongSpec(TaskSpec):
+    subtasks: list[str] = Field(default_factory=lambda: ["qa1", "qa2", "qa3"])
+    num_facts: int = Field(8, ge=2, le=200, description="bAbI story sentences per example")
+
+    @classmethod
+    def allowed_subtasks(cls) -> set[str]:
+        return {"qa1", "qa2", "qa3"}
+
+
+class RecordsSpec(TaskSpec):
+    subtasks: list[str] = Field(default_factory=lambda: ["recall", "relation", "aggregate"])
+
+    @classmethod
+    def allowed_subtasks(cls) -> set[str]:
+        return {"recall", "relation", "aggregate"}
+
+
+class RetrievalSpec(TaskSpec):
+    subtasks: list[str] = Field(default_factory=lambda: ["first", "middle", "last", "random"])
+
+    @classmethod
+    def allowed_subtasks(cls) -> set[str]:
+        return {"first", "middle", "last", "random"}
+
+
+class TasksConfig(Section):
+    needle: NeedleSpec = Field(default_factory=NeedleSpec)
+    babilong: BabilongSpec = Field(default_factory=BabilongSpec)
+    records: RecordsSpec = Field(default_factory=RecordsSpec)
+    retrieval: RetrievalSpec = Field(default_factory=RetrievalSpec)
+
+    def enabled(self) -> dict[str, TaskSpec]:
+        return {name: spec for name, spec in self if spec.enabled}
+
+
+class SynthConfig(Section):
+    seed: int = Field(1234, ge=0)
+    out_dir: str = "data/synth"
+    tasks: TasksConfig = Field(default_factory=TasksConfig)
+
+
+class TokenizerConfig(Section):
+    out_dir: str = "data/tokenizer"
+    vocab_size: int = Field(4096, ge=256, le=262144)
+    corpus_texts: int = Field(4000, ge=100, description="generator texts sampled to train the tiny tokenizer")
+
+
+# ---------------------------------------------------------------- model, memory, inner loop
+
+class ModelConfig(Section):
+    name: str = Field("tiny", description="'tiny' (built from this config) or an HF model id / local directory")
+    arch: Literal["qwen2", "gpt2"] = "qwen2"
+    n_layer: int = Field(2, ge=1, le=64)
+    n_embd: int = Field(128, ge=16, le=8192)
+    n_head: int = Field(4, ge=1, le=128)
+    max_positions: int = Field(8192, ge=64)
+    dtype: Literal["float32", "float64", "bfloat16"] = "float32"
+
+    @model_validator(mode="after")
+    def _heads(self):
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        return self
+
+
+class LoraConfig(Section):
+    rank: int = Field(16, ge=1, le=4096)
+    alpha: float = Field(16.0, gt=0)
+    rslora: bool = False
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["auto"] = "auto"
+    top_layers: int | None = Field(None, ge=1, description="adapt only the top N layers (None: all)")
+
+
+class InnerConfig(Section):
+    engine: Literal["torch_func", "higher"] = "torch_func"
+    optimizer: Literal["sgd", "adam"] = "adam"
+    steps: int = Field(4, ge=1, le=64)
+    lr_init: float = Field(1e-2, gt=0)
+    lr_min: float = Field(1.2e-4, gt=0)
+    lr_max: float = Field(0.37, gt=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    differentiate_last: int = Field(2, ge=0)
+    first_order: bool = False
+    micro_batch: int = Field(0, ge=0, description="chunks per micro-batch (0: all chunks at once)")
+    weighting: Literal["none", "net"] = "net"
+    grad_checkpointing: bool = False
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        if not self.lr_min <= self.lr_init <= self.lr_max:
+            raise ValueError(f"need lr_min <= lr_init <= lr_max, got {self.lr_min}, {self.lr_init}, {self.lr_max}")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be in [0, 1), got {self.betas}")
+        return self
+
+
+# ---------------------------------------------------------------- stages
+
+class Params(Section):
+    seed: int = Field(0, ge=0)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    inner: InnerConfig = Field(default_factory=InnerConfig)
+
+
+# ---------------------------------------------------------------- loading
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted!r}: {k!r} is not a section")
+    node[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'inner.steps=8' -> ('inner.steps', 8); values are parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.path=value")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw)
+
+
+def format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid parameters in {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(root)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "literal_error":
+            msg = f"{msg} (got {e.get('input')!r})"
+        elif "input" in e and not isinstance(e["input"], dict):
+            msg = f"{msg} (got {e['input']!r})"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def validate_params(tree: dict, source: str = "params") -> Params:
+    try:
+        return Params.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(format_errors(err, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
+    path = Path(path)
+    if path.exists():
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    else:
+        raise ConfigError(f"{path}: params file not found")
+    for item in overrides or []:
+        _set_dotted(tree, *parse_override(item))
+    return validate_params(tree, str(path))

@@ -1,0 +1,1 @@
+"""Task synthesis: generators (one module per family), haystack text, Parquet schema and IO."""

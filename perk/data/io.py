@@ -1,0 +1,82 @@
+"""Parquet IO with schema validation and atomic writes."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .schema import SCHEMA, Example
+
+
+class DataError(ValueError):
+    """A data file is missing, corrupted or does not match the expected schema."""
+
+
+def to_table(examples: Iterable[Example]) -> pa.Table:
+    rows = [e.row() for e in examples]
+    return pa.Table.from_pylist(rows, schema=SCHEMA)
+
+
+def atomic_write_bytes(path: str | Path, write) -> None:
+    """Call `write(tmp_path)` then rename over `path`, so readers never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_examples(examples: Iterable[Example], path: str | Path) -> Path:
+    table = to_table(examples)
+    # Fixed writer options and no wall-clock metadata: same rows -> byte-identical file.
+    atomic_write_bytes(path, lambda tmp: pq.write_table(
+        table, tmp, compression="zstd", use_dictionary=True, write_statistics=False,
+        store_schema=True))
+    return Path(path)
+
+
+def validate_schema(schema: pa.Schema, source: str) -> None:
+    have = {f.name: f for f in schema}
+    missing = [f.name for f in SCHEMA if f.name not in have]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {missing}; expected the perk example schema "
+                        f"({', '.join(SCHEMA.names)})")
+    for f in SCHEMA:
+        if not have[f.name].type.equals(f.type):
+            raise DataError(f"{source}: column {f.name!r} has type {have[f.name].type}, expected {f.type}")
+
+
+def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found (run `perk synth` / `dvc repro synth` first)")
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{path}: not a readable Parquet file ({err})") from None
+    validate_schema(pf.schema_arrow, str(path))
+    try:
+        return pf.read(columns=columns)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{path}: corrupted Parquet data ({err})") from None
+
+
+def read_rows(path: str | Path, task: str | None = None, subtask: str | None = None) -> list[dict]:
+    """Rows as dicts; `task`/`subtask` check that the file holds what the caller expects."""
+    rows = read_table(path).to_pylist()
+    for name, want in (("task", task), ("subtask", subtask)):
+        if want is not None:
+            found = sorted({r[name] for r in rows})
+            if found != [want]:
+                raise DataError(f"{path}: expected {name} {want!r}, file holds {found}")
+    return rows

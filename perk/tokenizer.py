@@ -1,0 +1,91 @@
+"""Tokenizers: a byte-level BPE trained locally for the tiny profile, or a named HF model's own.
+
+The tiny tokenizer splits digits individually (numbers of any size stay representable and
+arithmetic-like answers tokenize predictably) and is saved with `save_pretrained`, so the rest
+of the pipeline loads every tokenizer the same way: `AutoTokenizer.from_pretrained(dir)`.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path,
+                    must_include: Iterable[str] = ()):
+    """Train a byte-level BPE on `texts` and save it (atomically) as an HF tokenizer in `out_dir`.
+
+    `must_include` words are added to the corpus with high frequency so each becomes one token
+    (with its leading space), which keeps keys/values/names single tokens for the tiny model.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=2, show_progress=False,
+        special_tokens=list(SPECIAL_TOKENS.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    words = sorted(set(must_include))
+
+    def corpus():
+        yield from texts
+        for _ in range(3):  # each lexicon word seen often enough, with and without leading space
+            for i in range(0, len(words), 64):
+                yield " ".join(words[i:i + 64])
+    tok.train_from_iterator(corpus(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
+    fast.model_max_length = 1 << 30  # lengths are bounded by the model, not the tokenizer
+    save_tokenizer(fast, out_dir)
+    return fast
+
+
+def save_tokenizer(tokenizer, out_dir: str | Path) -> Path:
+    """save_pretrained into a temp dir, then swap it into place."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        tokenizer.save_pretrained(tmp)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out_dir
+
+
+def load_tokenizer(name_or_dir: str | Path):
+    """Load a saved tokenizer directory, or a named HF model's tokenizer from the local cache only."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(name_or_dir), local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise FileNotFoundError(
+            f"no tokenizer at {name_or_dir!r}: looked for a local directory and in the HF cache "
+            f"({os.environ.get('HF_HOME', '~/.cache/huggingface')}); this machine cannot download. "
+            f"Provide a directory saved with save_pretrained, or run `perk tokenizer` for the tiny "
+            f"profile. ({err.__class__.__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+    if tok.pad_token is None:  # GPT-2-like tokenizers have no pad token
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def counter(tokenizer):
+    """A fast `count(text) -> int` of tokens without special tokens."""
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return count
