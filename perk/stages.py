@@ -32,3 +32,10 @@ def synth(p: Params, progress: bool = True) -> dict[str, Path]:
 
     tok = load_tokenizer(p.tokenizer.out_dir)
     return synthesize(p.synth, tok, p.synth.out_dir, progress=progress)
+
+
+# Pipeline order; the Prefect flow and `perk run` walk this table. Later stages register here.
+STAGES = {
+    "tokenizer": tokenizer,
+    "synth": synth,
+}
