@@ -1,0 +1,224 @@
+"""MLflow tracking for every stage: one experiment per task family, one run per stage call.
+
+Where runs go: `MLFLOW_TRACKING_URI` when set (e.g. the stack's `http://127.0.0.1:5000`), else the
+local store `sqlite:///<root>/mlruns/mlflow.db` with artifacts under `<root>/mlruns/artifacts`
+(MLflow 3 no longer accepts a plain ./mlruns file store). `<root>` is `PERK_ROOT` or the repo.
+
+    with tracking.run("meta_train", params, task="needle") as r:
+        tracking.log_metrics({"loss": 1.2}, step=10)
+
+`run` is re-entrant per stage: when the orchestrator (Prefect flow) already opened a run for the
+same stage and experiment, a stage's own `run(...)` logs into it instead of nesting a duplicate.
+Every `PERK_*` environment variable becomes a `perk.*` tag (the flow exports PERK_FLOW_RUN_ID).
+No server is needed; mlflow is imported lazily so `import perk.tracking` stays cheap.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Run ids opened by this process, oldest first; the Prefect flow reads them to link its runs.
+RUN_IDS: list[str] = []
+_OPEN: list[tuple[str, str, str]] = []  # (stage, experiment_id, run_id) of runs opened by run()
+
+
+def root() -> Path:
+    return Path(os.environ.get("PERK_ROOT") or ROOT)
+
+
+def tracking_uri() -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    (root() / "mlruns").mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root() / 'mlruns' / 'mlflow.db'}"
+
+
+def _is_local(uri: str) -> bool:
+    return uri.startswith("sqlite:") or "://" not in uri
+
+
+def setup() -> str:
+    """Point mlflow at the store; returns the tracking URI."""
+    import mlflow
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def experiment_name(task: str | None) -> str:
+    return f"perk-{task}" if task else "perk"
+
+
+def get_experiment_id(task: str | None) -> str:
+    """Id of the task family's experiment, created on first use (local store: artifacts in mlruns/)."""
+    import mlflow
+
+    uri = setup()
+    name = experiment_name(task)
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if _is_local(uri):  # a server chooses its own (proxied) artifact location
+        location = (root() / "mlruns" / "artifacts" / name).as_uri()
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except Exception:  # created concurrently by another process
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+# ---------------------------------------------------------------- params and tags
+
+def _as_dict(params: Any) -> dict:
+    if params is None:
+        return {}
+    if hasattr(params, "model_dump"):
+        return params.model_dump(mode="json")
+    return dict(params)
+
+
+def flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
+    """{'model': {'n_embd': 128}} -> {'model.n_embd': 128}; lists stay values."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def params_hash(params: Any) -> str:
+    """Short stable hash of the parameters (order-independent)."""
+    blob = json.dumps(_as_dict(params), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def git_commit() -> str:
+    if os.environ.get("PERK_GIT_COMMIT"):
+        return os.environ["PERK_GIT_COMMIT"]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def infer_task(params: Any) -> str | None:
+    """The task family a run belongs to: the only enabled synth family, else None ('perk')."""
+    tasks = _as_dict(params).get("synth", {}).get("tasks", {})
+    enabled = [name for name, spec in tasks.items() if isinstance(spec, Mapping) and spec.get("enabled", True)]
+    return enabled[0] if len(enabled) == 1 else None
+
+
+def _context_length(tree: dict, task: str | None) -> int | None:
+    tasks = tree.get("synth", {}).get("tasks", {})
+    specs = [tasks[task]] if task in tasks else [s for s in tasks.values() if s.get("enabled", True)]
+    lengths = [n for s in specs for n in s.get("train_lengths", [])]
+    return max(lengths) if lengths else None
+
+
+def run_tags(stage: str, params: Any, task: str | None = None) -> dict[str, str]:
+    tree = _as_dict(params)
+    tags = {
+        "stage": stage,
+        "method": "baseline" if "baseline" in stage else "perk",
+        "engine": tree.get("inner", {}).get("engine"),
+        "model": tree.get("model", {}).get("name"),
+        "task": task,
+        "context_length": _context_length(tree, task),
+        "git_commit": git_commit(),
+        "params_hash": params_hash(tree),
+    }
+    tags["mlflow.source.git.commit"] = tags["git_commit"]
+    for key, value in os.environ.items():
+        if key.startswith("PERK_") and key != "PERK_ROOT" and value:
+            tags["perk." + key[5:].lower()] = value
+    return {k: str(v) for k, v in tags.items() if v is not None}
+
+
+# ---------------------------------------------------------------- runs
+
+@contextlib.contextmanager
+def run(stage: str, params: Any = None, task: str | None = None, run_name: str | None = None,
+        tags: Mapping[str, Any] | None = None, system_metrics: bool = True) -> Iterator[Any]:
+    """Open (or re-enter) the MLflow run of `stage`; FAILED if the body raises, FINISHED otherwise."""
+    import mlflow
+
+    task = task or infer_task(params)
+    exp_id = get_experiment_id(task)
+    active = mlflow.active_run()
+    if _OPEN and active is not None and _OPEN[-1][:2] == (stage, exp_id) and _OPEN[-1][2] == active.info.run_id:
+        if tags:
+            mlflow.set_tags({k: str(v) for k, v in tags.items()})
+        yield active
+        return
+
+    all_tags = run_tags(stage, params, task) | {k: str(v) for k, v in (tags or {}).items()}
+    r = mlflow.start_run(experiment_id=exp_id, run_name=run_name or stage, nested=active is not None,
+                         tags=all_tags, log_system_metrics=system_metrics)
+    RUN_IDS.append(r.info.run_id)
+    _OPEN.append((stage, exp_id, r.info.run_id))
+    try:
+        flat = {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in flatten(_as_dict(params)).items()}
+        if flat:
+            mlflow.log_params(flat)
+        yield r
+    except BaseException:
+        _OPEN.pop()
+        mlflow.end_run(status="FAILED")
+        raise
+    _OPEN.pop()
+    mlflow.end_run(status="FINISHED")
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    import mlflow
+
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+
+def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
+    import mlflow
+
+    mlflow.log_artifact(str(path), artifact_path)
+
+
+def log_artifacts(directory: str | Path, artifact_path: str | None = None) -> None:
+    import mlflow
+
+    mlflow.log_artifacts(str(directory), artifact_path)
+
+
+def log_figure(figure: Any, name: str) -> None:
+    """Log a matplotlib figure as `name` (e.g. 'plots/needle_heatmap.png')."""
+    import mlflow
+
+    mlflow.log_figure(figure, name)
+
+
+def run_url(run_id: str) -> str:
+    """Where to look at a run: the UI page on a tracking server, else the store and run id."""
+    import mlflow
+
+    uri = setup()
+    if uri.startswith("http"):
+        exp_id = mlflow.get_run(run_id).info.experiment_id
+        return f"{uri.rstrip('/')}/#/experiments/{exp_id}/runs/{run_id}"
+    return f"{uri} run {run_id}"

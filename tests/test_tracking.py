@@ -1,0 +1,95 @@
+"""perk.tracking against a throwaway sqlite store: params, tags, status, re-entrancy, artifacts."""
+
+import pytest
+
+from perk import tracking
+from perk.config import Params
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("PERK_ROOT", str(tmp_path))
+    monkeypatch.setenv("PERK_FLOW_RUN_ID", "flow-123")
+    import mlflow
+    yield mlflow.MlflowClient(tracking.setup())
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+def test_tracking_does_not_import_orchestrators():
+    import ast
+    tree = ast.parse(open(tracking.__file__).read())
+    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+             for a in getattr(n, "names", [])} | {n.module.split(".")[0] for n in ast.walk(tree)
+                                                 if isinstance(n, ast.ImportFrom) and n.module}
+    assert not names & {"prefect", "dvc"}
+
+
+def test_uri_defaults_to_sqlite_under_root(store, tmp_path):
+    assert tracking.tracking_uri() == f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+
+
+def test_flatten_and_hash():
+    assert tracking.flatten({"model": {"n_embd": 128, "arch": "gpt2"}, "seed": 0}) == {
+        "model.n_embd": 128, "model.arch": "gpt2", "seed": 0}
+    assert tracking.params_hash({"a": 1, "b": 2}) == tracking.params_hash({"b": 2, "a": 1})
+    assert tracking.params_hash(Params()) != tracking.params_hash(Params(seed=1))
+
+
+def test_run_logs_params_tags_metrics_and_artifacts(store, tmp_path):
+    p = Params()
+    p.synth.tasks.babilong.enabled = p.synth.tasks.records.enabled = p.synth.tasks.retrieval.enabled = False
+    (tmp_path / "note.txt").write_text("hi")
+    with tracking.run("meta_train", p, tags={"extra": 1}, system_metrics=False) as r:
+        tracking.log_metrics({"loss": 2.5}, step=3)
+        tracking.log_artifact(tmp_path / "note.txt")
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots()
+        ax.plot([0, 1])
+        tracking.log_figure(fig, "plots/line.png")
+    run = store.get_run(r.info.run_id)
+    assert run.info.status == "FINISHED"
+    assert store.get_experiment(run.info.experiment_id).name == "perk-needle"
+    assert run.data.params["model.n_embd"] == "128"
+    assert run.data.params["synth.tasks.needle.train_lengths"] == "[512]"
+    t = run.data.tags
+    assert (t["stage"], t["method"], t["engine"], t["model"], t["context_length"]) == (
+        "meta_train", "perk", "torch_func", "tiny", "512")
+    assert t["params_hash"] == tracking.params_hash(p) and t["perk.flow_run_id"] == "flow-123"
+    assert t["extra"] == "1" and len(t["git_commit"]) >= 7
+    assert run.data.metrics["loss"] == 2.5
+    arts = {a.path for a in store.list_artifacts(r.info.run_id)} | {
+        a.path for a in store.list_artifacts(r.info.run_id, "plots")}
+    assert {"note.txt", "plots/line.png"} <= arts
+    assert str(tmp_path / "mlruns" / "artifacts") in run.info.artifact_uri
+    assert r.info.run_id in tracking.RUN_IDS
+
+
+def test_failed_body_marks_run_failed_and_reraises(store):
+    with pytest.raises(RuntimeError, match="boom"):
+        with tracking.run("baseline", {"seed": 0}, task="needle", system_metrics=False) as r:
+            raise RuntimeError("boom")
+    run = store.get_run(r.info.run_id)
+    assert run.info.status == "FAILED" and run.data.tags["method"] == "baseline"
+
+
+def test_reentrant_for_same_stage_nested_otherwise(store):
+    with tracking.run("synth", Params(), system_metrics=False) as outer:
+        with tracking.run("synth", Params(), system_metrics=False) as same:
+            assert same.info.run_id == outer.info.run_id
+        with tracking.run("evaluate", Params(), system_metrics=False) as inner:
+            assert inner.info.run_id != outer.info.run_id
+    assert store.get_run(inner.info.run_id).data.tags["mlflow.parentRunId"] == outer.info.run_id
+    assert store.get_run(outer.info.run_id).info.status == "FINISHED"
+
+
+def test_system_metrics_logged(store, monkeypatch):
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
+    import time
+    with tracking.run("profile", {"seed": 0}) as r:
+        time.sleep(1.5)
+    assert any(k.startswith("system/") for k in store.get_run(r.info.run_id).data.metrics)
