@@ -184,6 +184,38 @@ class InnerConfig(Section):
 
 # ---------------------------------------------------------------- stages
 
+class TrainLoopConfig(Section):
+    """Outer-loop optimisation shared by meta-training and the baseline."""
+    task: str = Field("needle/multikey", description="family/subtask trained on")
+    steps: int = Field(600, ge=1)
+    batch_size: int = Field(4, ge=1, description="examples per step")
+    lr: float = Field(1e-3, gt=0, le=1.0)
+    warmup: int = Field(50, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    checkpoint_every: int = Field(100, ge=1)
+    eval_every: int = Field(100, ge=1)
+    eval_examples: int = Field(64, ge=1)
+    out_dir: str = "data/train"
+
+    @field_validator("task")
+    @classmethod
+    def _task(cls, v: str) -> str:
+        fam, _, sub = v.partition("/")
+        if fam not in TasksConfig.model_fields or not sub:
+            raise ValueError(f"task must be family/subtask with family in {sorted(TasksConfig.model_fields)}, got {v!r}")
+        spec = TasksConfig.model_fields[fam].annotation
+        if sub not in spec.allowed_subtasks():
+            raise ValueError(f"unknown subtask {sub!r} for {fam}; choose from {sorted(spec.allowed_subtasks())}")
+        return v
+
+
+class BaselineConfig(TrainLoopConfig):
+    """Prompt-based long-context fine-tuning (FT-ICR): context in the prompt -> answer."""
+    out_dir: str = "data/baseline"
+    lr: float = Field(1e-3, gt=0, le=1.0)
+
+
 class Params(Section):
     seed: int = Field(0, ge=0)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
@@ -191,6 +223,7 @@ class Params(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     lora: LoraConfig = Field(default_factory=LoraConfig)
     inner: InnerConfig = Field(default_factory=InnerConfig)
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
 
 
 # ---------------------------------------------------------------- loading

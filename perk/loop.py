@@ -1,0 +1,83 @@
+"""The outer training loop shared by meta-training and the baseline.
+
+AdamW (per-group learning rates), linear warmup + cosine decay, gradient clipping, progress
+bar, periodic validation, and checkpoints that make a killed run resume to the same result:
+each step's batch is drawn from a generator seeded by (seed, step), so the data order does not
+depend on where a run started, and model/optimizer/scheduler/RNG state is restored exactly.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .config import TrainLoopConfig
+
+
+def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def batch_indices(seed: int, step: int, n: int, batch_size: int) -> list[int]:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return torch.randint(0, n, (batch_size,), generator=g).tolist()
+
+
+def run(modules: dict[str, torch.nn.Module], param_groups: list[dict], cfg: TrainLoopConfig,
+        step_fn: Callable[[int], dict[str, float]], ckpt_dir: str | Path,
+        eval_fn: Callable[[], dict[str, float]] | None = None,
+        log_fn: Callable[[dict[str, float], int], None] = lambda m, s: None,
+        after_step: Callable[[], None] = lambda: None, desc: str = "train",
+        progress: bool = True) -> dict[str, float]:
+    """Train until cfg.steps; `step_fn(step)` computes the loss, calls backward, returns metrics."""
+    opt = torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay)
+    sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
+    params = [p for g in param_groups for p in g["params"]]
+    start, last = 0, {}
+    found = checkpoint.latest(ckpt_dir)
+    if found is not None:
+        state = checkpoint.load(found)
+        for name, mod in modules.items():
+            mod.load_state_dict(state["modules"][name])
+        opt.load_state_dict(state["optim"])
+        sched.load_state_dict(state["sched"])
+        checkpoint.set_rng_state(state["rng"])
+        start, last = state["step"], state.get("last", {})
+        print(f"{desc}: resuming from {found} (step {start}/{cfg.steps})")
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc,
+               disable=not progress, dynamic_ncols=True)
+    for step in bar:
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        metrics = step_fn(step)
+        gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        if not torch.isfinite(gnorm):
+            raise FloatingPointError(f"{desc}: non-finite gradient norm at outer step {step}")
+        opt.step()
+        sched.step()
+        after_step()
+        metrics = {**metrics, "grad_norm": float(gnorm), "lr": sched.get_last_lr()[0],
+                   "step_time_s": time.perf_counter() - t0}
+        done = step + 1
+        if eval_fn is not None and (done % cfg.eval_every == 0 or done == cfg.steps):
+            metrics.update(eval_fn())
+        log_fn(metrics, done)
+        last = {k: float(v) for k, v in metrics.items()}
+        bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if k in ("loss", "val_em")})
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            checkpoint.save(checkpoint.step_dir(ckpt_dir, done), {
+                "step": done, "modules": {n: m.state_dict() for n, m in modules.items()},
+                "optim": opt.state_dict(), "sched": sched.state_dict(),
+                "rng": checkpoint.rng_state(), "last": last})
+            checkpoint.prune(ckpt_dir, keep=2)
+    return last
