@@ -37,7 +37,7 @@ def train(cfg: BaselineConfig, model: torch.nn.Module, tokenizer, train_rows: li
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         loss = answer_loss(logits, batch["labels"])
         loss.backward()
-        return {"loss": float(loss), "tokens": float(batch["attention_mask"].sum())}
+        return {"loss": float(loss.detach()), "tokens": float(batch["attention_mask"].sum())}
 
     params = [p for p in model.parameters() if p.requires_grad]
     return loop.run({"model": model}, [{"params": params, "lr": cfg.lr}], cfg, step_fn,

@@ -24,7 +24,7 @@ def _train(ckpt, crash_at=None):
         idx = loop.batch_indices(0, step, len(X), cfg.batch_size)
         loss = torch.nn.functional.mse_loss(model(X[idx]), Y[idx])  # dropout: RNG state matters
         loss.backward()
-        return {"loss": float(loss)}
+        return {"loss": float(loss.detach())}
     last = loop.run({"model": model}, [{"params": list(model.parameters()), "lr": cfg.lr}], cfg, step_fn,
                     ckpt, eval_fn=lambda: {"val": float(model[0].weight.sum())}, progress=False)
     return model, last

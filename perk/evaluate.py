@@ -1,0 +1,157 @@
+"""Evaluation over the grid task x context length x depth, for PERK and the prompt baseline.
+
+Each grid cell's predictions are written to their own Parquet file as soon as the cell is done,
+so a killed run resumes without recomputing finished cells, and any summary figure can be traced
+back to its examples. Contexts the baseline model cannot take (more tokens than its positions)
+are recorded as `out_of_range`, never silently truncated.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from tqdm.auto import tqdm
+
+from .data.io import atomic_write_bytes
+from .prompts import context_prompt, greedy_answer, question_prompt
+from .scoring import exact_match, substring_match, token_f1, wilson_interval
+
+PRED_SCHEMA = pa.schema([
+    ("id", pa.string()), ("method", pa.string()), ("task", pa.string()), ("length", pa.int32()),
+    ("depth", pa.float64()), ("context_tokens", pa.int32()), ("prediction", pa.string()),
+    ("answer", pa.string()), ("em", pa.float64()), ("f1", pa.float64()), ("substring", pa.float64()),
+    ("status", pa.string()), ("seconds", pa.float64()),
+])
+
+Answerer = Callable[[dict], tuple[str | None, str]]  # row -> (prediction, status)
+
+
+@contextmanager
+def adapted(model: torch.nn.Module, fast: dict[str, torch.Tensor]):
+    """Temporarily load fast LoRA weights into the model (test time: plain generate() works)."""
+    params = dict(model.named_parameters())
+    missing = [n for n in fast if n not in params]
+    if missing:
+        raise KeyError(f"fast weights for unknown parameters {missing[:3]}")
+    saved = {n: params[n].detach().clone() for n in fast}
+    with torch.no_grad():
+        for n, t in fast.items():
+            params[n].copy_(t)
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for n, t in saved.items():
+                params[n].copy_(t)
+
+
+def prompt_answerer(model, tokenizer, max_positions: int, max_new_tokens: int, device="cpu") -> Answerer:
+    """The baseline: context in the prompt."""
+    def answer(row: dict):
+        prompt = context_prompt(row)
+        n = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        if n + max_new_tokens > max_positions:
+            return None, "out_of_range"
+        return greedy_answer(model, tokenizer, prompt, max_new_tokens, device), "ok"
+    return answer
+
+
+def perk_answerer(model, tokenizer, step_sizes, weight_net, inner_cfg, max_new_tokens: int,
+                  device="cpu") -> Answerer:
+    """PERK: encode the context into the adapter (first-order, micro-batched), answer without it."""
+    from .meta import chunk_batch, encode
+
+    def answer(row: dict):
+        chunks = {k: v.to(device) for k, v in chunk_batch(tokenizer, row["context"]).items()}
+        enc = encode(model, chunks, inner_cfg, step_sizes, weight_net, engine=inner_cfg.engine,
+                     train=False, example_id=row["id"])
+        with adapted(model, {n: t.detach() for n, t in enc.as_dict().items()}):
+            return greedy_answer(model, tokenizer, question_prompt(row), max_new_tokens, device), "ok"
+    return answer
+
+
+def cell_key(task: str, length: int, depth: float | None) -> str:
+    d = "rand" if depth is None else f"{depth:.2f}"
+    return f"{task.replace('/', '_')}_L{length}_d{d}"
+
+
+def group_cells(rows: Iterable[dict], task: str, per_cell: int) -> dict[tuple[int, float | None], list[dict]]:
+    cells: dict[tuple[int, float | None], list[dict]] = defaultdict(list)
+    for r in rows:
+        cells[(r["target_tokens"], r["target_depth"])].append(r)
+    return {k: v[:per_cell] for k, v in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1))}
+
+
+def score_row(row: dict, method: str, task: str, prediction: str | None, status: str, seconds: float) -> dict:
+    ok = prediction is not None
+    return {"id": row["id"], "method": method, "task": task, "length": row["target_tokens"],
+            "depth": row["target_depth"], "context_tokens": row["context_tokens"],
+            "prediction": prediction or "", "answer": row["answer"],
+            "em": exact_match(prediction, row["answer"]) if ok else 0.0,
+            "f1": token_f1(prediction, row["answer"]) if ok else 0.0,
+            "substring": substring_match(prediction, row["answer"]) if ok else 0.0,
+            "status": status, "seconds": seconds}
+
+
+def run_cells(answerers: dict[str, Answerer], task: str, rows: list[dict], per_cell: int, out_dir: str | Path,
+              progress: bool = True, on_cell: Callable[[str, list[dict]], None] = lambda k, r: None) -> list[dict]:
+    """Evaluate every (method, length, depth) cell not already on disk; returns all predictions."""
+    out_dir = Path(out_dir)
+    results = []
+    cells = group_cells(rows, task, per_cell)
+    for method, answer in answerers.items():
+        for (length, depth), cell_rows in cells.items():
+            path = out_dir / method / f"{cell_key(task, length, depth)}.parquet"
+            if path.exists():  # finished before a kill/rerun: reuse
+                results += pq.read_table(path).to_pylist()
+                continue
+            scored = []
+            bar = tqdm(cell_rows, desc=f"{method} {task} L={length} d={depth}", disable=not progress,
+                       leave=False, dynamic_ncols=True)
+            for r in bar:
+                t0 = time.perf_counter()
+                pred, status = answer(r)
+                scored.append(score_row(r, method, task, pred, status, time.perf_counter() - t0))
+            table = pa.Table.from_pylist(scored, schema=PRED_SCHEMA)
+            atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp))
+            on_cell(f"{method}/{cell_key(task, length, depth)}", scored)
+            results += scored
+    return results
+
+
+def summarize(preds: list[dict]) -> dict:
+    """Per method/task: EM with 95% CI per length and per (length, depth), depth spread, out-of-range counts."""
+    out: dict = {}
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for p in preds:
+        groups[(p["method"], p["task"], p["length"])].append(p)
+        groups[(p["method"], p["task"], p["length"], p["depth"])].append(p)
+    for key, ps in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        method, task, length = key[:3]
+        scored = [p for p in ps if p["status"] == "ok"]
+        n = len(scored)
+        em = sum(p["em"] for p in scored) / n if n else None
+        lo, hi = wilson_interval(sum(p["em"] for p in scored), n)
+        cell = {"em": em, "em_lo": lo, "em_hi": hi, "f1": (sum(p["f1"] for p in scored) / n) if n else None,
+                "n": n, "out_of_range": len(ps) - n}
+        node = out.setdefault(method, {}).setdefault(task, {}).setdefault("by_length", {})
+        if len(key) == 3:
+            node.setdefault(str(length), {}).update(cell)
+        else:
+            node.setdefault(str(length), {}).setdefault("by_depth", {})[f"{key[3]}"] = cell
+    for method, tasks in out.items():
+        for task, t in tasks.items():
+            spreads = []
+            for L, cell in t["by_length"].items():
+                depth_ems = [c["em"] for c in cell.get("by_depth", {}).values() if c["em"] is not None]
+                if len(depth_ems) > 1:
+                    cell["depth_spread"] = max(depth_ems) - min(depth_ems)
+                    spreads.append(cell["depth_spread"])
+            t["max_depth_spread"] = max(spreads) if spreads else None
+    return out
