@@ -1,0 +1,137 @@
+"""The Prefect flow `perk` under prefect_test_harness: stage order, retries, MLflow runs, artifacts."""
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+
+from perk import stages as perk_stages, tracking  # noqa: E402
+from flows import pipeline  # noqa: E402
+
+# Micro parameters: every family but needle off, a few examples, short contexts, small vocab.
+MICRO = [
+    "tokenizer.corpus_texts=200", "tokenizer.vocab_size=512",
+    "synth.tasks.babilong.enabled=false", "synth.tasks.records.enabled=false",
+    "synth.tasks.retrieval.enabled=false",
+    "synth.tasks.needle.n_train=4", "synth.tasks.needle.n_val=2", "synth.tasks.needle.n_test=1",
+    "synth.tasks.needle.train_lengths=[64]", "synth.tasks.needle.eval_lengths=[512]",
+    "synth.tasks.needle.depths=[0.5]", "synth.tasks.needle.chunk_tokens=32",
+]
+
+
+@pytest.fixture(scope="module")
+def harness():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("PERK_ROOT", str(tmp_path))
+    import mlflow
+    yield mlflow.MlflowClient(tracking.setup())
+
+
+@pytest.fixture()
+def fake_stages(monkeypatch, tmp_path):
+    calls = []
+
+    def make(name, fail_times=0, exc=OSError):
+        def stage(p):
+            calls.append(name)
+            if calls.count(name) <= fail_times:
+                raise exc(f"{name} flaky")
+            tracking.log_metrics({f"{name}_done": 1.0})
+            return tmp_path / name
+        return stage
+
+    table = {"tokenizer": make("tokenizer"), "synth": make("synth", fail_times=1), "meta_train": make("meta_train")}
+    monkeypatch.setattr(perk_stages, "STAGES", table)
+    return calls, table, make
+
+
+def test_resolve_stages_order_and_errors(fake_stages):
+    assert pipeline.resolve_stages(None) == ["tokenizer", "synth", "meta_train"]
+    assert pipeline.resolve_stages(["meta-train", "tokenizer"]) == ["tokenizer", "meta_train"]
+    assert pipeline.resolve_stages(None, target="synth") == ["tokenizer", "synth"]
+    with pytest.raises(ValueError, match=r"\['evaluate'\] not registered in perk.stages.STAGES"):
+        pipeline.resolve_stages(["evaluate"])
+
+
+def test_flow_runs_stages_in_order_with_retries_and_links_runs(harness, store, fake_stages):
+    calls, _, _ = fake_stages
+    state = pipeline.perk_flow(stages=["meta_train", "synth"], params=["seed=3"], return_state=True)
+    assert state.is_completed(), state
+    assert calls == ["synth", "synth", "meta_train"]  # pipeline order; the OSError was retried
+    runs = store.search_runs([e.experiment_id for e in store.search_experiments()], order_by=["start_time ASC"])
+    # the failed first attempt of synth left a FAILED run, its retry a FINISHED one
+    assert [(r.data.tags["stage"], r.info.status) for r in runs] == [
+        ("synth", "FAILED"), ("synth", "FINISHED"), ("meta_train", "FINISHED")]
+    flow_run_id = str(state.state_details.flow_run_id)
+    for r in runs:
+        assert r.data.tags["perk.flow_run_id"] == flow_run_id
+        assert r.data.params["seed"] == "3"
+    assert runs[-1].data.metrics["meta_train_done"] == 1.0
+    by_stage = {r.data.tags["stage"]: r for r in runs}
+    assert "PERK_FLOW_RUN_ID" not in os.environ
+
+    from prefect.client.orchestration import get_client
+    import anyio
+
+    async def artifacts():
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+        async with get_client() as client:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    arts = anyio.run(artifacts)
+    assert arts and all(r.info.run_id in arts[0].data for r in by_stage.values())
+
+
+def test_permanent_errors_are_not_retried(harness, store, fake_stages):
+    calls, table, make = fake_stages
+    table["synth"] = make("synth", fail_times=5, exc=ValueError)
+    state = pipeline.perk_flow(stages=["synth"], return_state=True)
+    assert state.is_failed()
+    assert calls == ["synth"]
+    run = store.search_runs([e.experiment_id for e in store.search_experiments()])[0]
+    assert run.info.status == "FAILED"
+
+
+def test_unregistered_stage_fails_clearly(harness, store, fake_stages):
+    state = pipeline.perk_flow(stages=["profile"], return_state=True)
+    assert state.is_failed()
+    with pytest.raises(ValueError, match="not registered"):
+        state.result()
+
+
+def test_fan_out_hook_runs_one_task_per_cell(harness, store, fake_stages, monkeypatch):
+    calls, table, _ = fake_stages
+    seen = []
+
+    def evaluate(p):
+        seen.append(p.seed)
+        return p.seed
+    evaluate.cells = lambda p: [["seed=1"], ["seed=2"]]
+    evaluate.merge = lambda p: "merged"
+    table["evaluate"] = evaluate
+    state = pipeline.perk_flow(stages=["evaluate"], return_state=True)
+    assert state.is_completed() and state.result() == {"evaluate": "merged"}
+    assert sorted(seen) == [1, 2]
+
+
+def test_flow_on_real_tokenizer_and_synth(harness, store, tmp_path):
+    pytest.importorskip("perk.data.synth")
+    overrides = MICRO + [f"tokenizer.out_dir={tmp_path}/tok", f"synth.out_dir={tmp_path}/synth"]
+    state = pipeline.perk_flow(stages=["tokenizer", "synth"], params=overrides, return_state=True)
+    assert state.is_completed(), state
+    assert (tmp_path / "synth" / "needle" / "train.parquet").exists()
+    runs = store.search_runs([e.experiment_id for e in store.search_experiments()])
+    assert {r.data.tags["stage"] for r in runs} == {"tokenizer", "synth"}
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert {store.get_experiment(r.info.experiment_id).name for r in runs} == {"perk-needle"}
