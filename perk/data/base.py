@@ -1,0 +1,39 @@
+"""What every family generator shares: per-example seeds, ids and the generation loop."""
+from __future__ import annotations
+
+import random
+from typing import Callable
+
+from .haystack import TokenCounter, as_counter, stable_seed
+from .schema import Example
+
+
+def depth_tag(depth: float | None) -> str:
+    return "rand" if depth is None else f"{depth:.2f}"
+
+
+def example_seed(seed: int, task: str, subtask: str, split: str, length: int, depth: float | None,
+                 index: int) -> int:
+    return stable_seed(seed, task, subtask, split, int(length), depth_tag(depth), int(index))
+
+
+def run(task: str, build: Callable, subtasks: list[str], split: str, n: int, target_tokens: int,
+        depth: float | None, seed: int, count_tokens, subtask: str | None = None,
+        start: int = 0) -> list[Example]:
+    """Build n examples; example i uses `subtask` or cycles through `subtasks`.
+
+    `build(subtask, rng, counter, example_seed) -> Example-fields dict` makes one example; the
+    loop fills id, task, split, lengths, depth and seed."""
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be train, val or test, got {split!r}")
+    counter: TokenCounter = as_counter(count_tokens)
+    out = []
+    for i in range(start, start + n):
+        sub = subtask or subtasks[i % len(subtasks)]
+        s = example_seed(seed, task, sub, split, target_tokens, depth, i)
+        fields = build(sub, random.Random(s), counter, s)
+        out.append(Example(
+            id=f"{task}/{split}/{sub}/{target_tokens}/{depth_tag(depth)}/{i}",
+            task=task, subtask=sub, split=split, target_tokens=int(target_tokens),
+            target_depth=None if depth is None else float(depth), seed=s, **fields))
+    return out

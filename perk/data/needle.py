@@ -1,0 +1,79 @@
+"""RULER-style needle-in-a-haystack: single, multikey, multivalue, multiquery and passkey.
+
+The asked needle sits at the requested depth (the first asked one, in multiquery/multivalue);
+distractor needles go to random depths. The wording is RULER's, with words as values.
+"""
+from __future__ import annotations
+
+from ..config import NeedleSpec
+from . import lexicon
+from .base import run
+from .haystack import FillerBank, assemble, as_counter
+
+TASK = "needle"
+NEEDLE = "One of the special magic words for {key} is {value}."
+QUESTION = "What is the special magic word for {key} mentioned in the provided text?"
+PREFIX = "The special magic word for {key} is"
+QUESTION_PLURAL = "What are all the special magic words for {key} mentioned in the provided text?"
+PREFIX_PLURAL = "The special magic words for {key} are"
+PASSKEY = "The pass key is {value}. Remember it. {value} is the pass key."
+PASSKEY_QUESTION = "What is the pass key?"
+PASSKEY_PREFIX = "The pass key is"
+
+
+def generate(spec: NeedleSpec, split: str, n: int, target_tokens: int, depth: float | None, seed: int,
+             count_tokens, subtask: str | None = None, start: int = 0):
+    counter = as_counter(count_tokens)
+    bank = FillerBank.get(seed, split, counter)
+
+    def build(sub, rng, counter, s):
+        pos = (lambda: rng.random()) if depth is None else (lambda: float(depth))
+        if sub == "passkey":
+            value = str(rng.randrange(10000, 100000))
+            facts, keys, values, asked = [PASSKEY.format(value=value)], [None], [value], [0]
+            question, prefix = PASSKEY_QUESTION, PASSKEY_PREFIX
+        else:
+            if sub == "single":
+                n_keys, asked = 1, [0]
+            elif sub == "multikey":
+                n_keys, asked = spec.num_keys, [0]
+            elif sub == "multiquery":
+                n_keys = max(spec.num_keys, spec.num_queries)
+                asked = list(range(spec.num_queries))
+            elif sub == "multivalue":
+                n_keys, asked = spec.num_values, list(range(spec.num_values))
+            else:
+                raise ValueError(f"unknown needle subtask {sub!r}")
+            if sub == "multivalue":
+                keys = lexicon.sample(rng, "key", split, 1) * n_keys
+            else:
+                keys = lexicon.sample(rng, "key", split, n_keys)
+            values = lexicon.sample(rng, "value", split, n_keys)
+            facts = [NEEDLE.format(key=k, value=v) for k, v in zip(keys, values)]
+        positions = [rng.random() for _ in facts]
+        positions[asked[0]] = pos()
+        if depth is not None and len(asked) > 1:
+            pass  # the other asked needles stay at random depths
+        hay = assemble(facts, positions, target_tokens, spec.chunk_tokens, bank, rng, counter,
+                       what=f"needle/{sub}")
+        in_order = [i for i in hay.order if i in set(asked)]
+        if sub == "passkey":
+            pass
+        elif sub == "multivalue":
+            question, prefix = QUESTION_PLURAL.format(key=keys[0]), PREFIX_PLURAL.format(key=keys[0])
+        elif sub == "multiquery":
+            joined = ", ".join(keys[i] for i in in_order)
+            question, prefix = QUESTION_PLURAL.format(key=joined), PREFIX_PLURAL.format(key=joined)
+        else:
+            question, prefix = QUESTION.format(key=keys[0]), PREFIX.format(key=keys[0])
+        return dict(
+            context=hay.chunks, question=question, answer_prefix=prefix,
+            answer=", ".join(values[i] for i in in_order),
+            supporting_facts=[facts[i] for i in in_order],
+            supporting_chunks=[hay.fact_chunks[i] for i in in_order],
+            depths=[hay.fact_depths[i] for i in in_order],
+            context_tokens=hay.total_tokens,
+            extra={"anchor": asked[0], "anchor_depth": hay.fact_depths[asked[0]],
+                   "anchor_chunk": hay.fact_chunks[asked[0]], "facts": facts})
+
+    return run(TASK, build, spec.subtasks, split, n, target_tokens, depth, seed, counter, subtask, start)

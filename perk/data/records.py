@@ -1,0 +1,148 @@
+"""Drops-in-the-Ocean student records: one record per chunk, distractors formatted exactly like
+the relevant records; questions recall a field, relate two grades, or aggregate over a group.
+
+The context length comes from the number of records. The (first) relevant record sits at the
+requested depth; other relevant records go to random positions.
+"""
+from __future__ import annotations
+
+import math
+from decimal import ROUND_HALF_UP, Decimal
+
+from ..config import RecordsSpec
+from . import lexicon
+from .base import run
+from .haystack import as_counter, choose_count, pack_items
+
+TASK = "records"
+RECORD = ("Student record. ID: {id}. Name: {name}. Year: {year}. School: {school} College. "
+          "Major: {major}. Grade: {grade}.")
+FIELDS = ("name", "year", "school", "major", "grade")
+YEARS = tuple(range(2015, 2025))
+GROUP_PHRASE = {"major": "students whose major is {g}", "school": "students at {g} College",
+                "year": "students whose year is {g}"}
+
+
+def render(r: dict) -> str:
+    return RECORD.format(**r)
+
+
+def field_text(r: dict, f: str) -> str:
+    return f"{r['school']} College" if f == "school" else str(r[f])
+
+
+def average_text(grades: list[int]) -> str:
+    """Mean rounded half-up to one decimal (no binary-float surprises)."""
+    return str((Decimal(sum(grades)) / Decimal(len(grades))).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+
+
+class RecordMaker:
+    """Fresh records with IDs and names unique within one context."""
+
+    def __init__(self, rng, split: str):
+        self.rng, self.split = rng, split
+        self.ids: set[int] = set()
+        self.names: set[str] = set()
+        self.first = lexicon.pool("person", split)
+        self.last = lexicon.pool("surname", split)
+        self.schools = lexicon.pool("school")
+        self.majors = lexicon.pool("major")
+
+    def make(self, avoid: tuple[str, object] | None = None, **fixed) -> dict:
+        rng = self.rng
+        while True:
+            i = rng.randrange(10000, 100000)
+            if i not in self.ids:
+                break
+        while True:
+            name = f"{rng.choice(self.first)} {rng.choice(self.last)}"
+            if name not in self.names:
+                break
+        self.ids.add(i)
+        self.names.add(name)
+        r = dict(id=i, name=name, year=rng.choice(YEARS), school=rng.choice(self.schools),
+                 major=rng.choice(self.majors), grade=rng.randint(50, 100))
+        r.update(fixed)
+        if avoid is not None:
+            key, bad = avoid
+            choices = {"year": YEARS, "school": self.schools, "major": self.majors}[key]
+            while r[key] == bad:
+                r[key] = rng.choice(choices)
+        return r
+
+
+def generate(spec: RecordsSpec, split: str, n: int, target_tokens: int, depth: float | None, seed: int,
+             count_tokens, subtask: str | None = None, start: int = 0):
+    counter = as_counter(count_tokens)
+
+    def build(sub, rng, counter, s):
+        maker = RecordMaker(rng, split)
+        avoid = None
+        if sub == "recall":
+            rel = [maker.make()]
+            f = rng.choice(FIELDS)
+            question = f"What is the {f} of the student with ID {rel[0]['id']}?"
+            answer = field_text(rel[0], f)
+        elif sub == "relation":
+            a, b = maker.make(), maker.make()
+            while b["grade"] == a["grade"]:
+                b["grade"] = rng.randint(50, 100)
+            rel = [a, b]
+            question = (f"Is the grade of the student with ID {a['id']} higher than the grade of the "
+                        f"student with ID {b['id']}?")
+            answer = "yes" if a["grade"] > b["grade"] else "no"
+        elif sub == "aggregate":
+            key = rng.choice(("major", "school", "year"))
+            g = rng.choice({"major": maker.majors, "school": maker.schools, "year": YEARS}[key])
+            rel = [maker.make(**{key: g}) for _ in range(rng.randint(2, 5))]
+            avoid = (key, g)
+            op = rng.choice(("max", "min", "average"))
+            group = GROUP_PHRASE[key].format(g=g)
+            grades = [r["grade"] for r in rel]
+            if op == "max":
+                question, answer = f"What is the highest grade among {group}?", str(max(grades))
+            elif op == "min":
+                question, answer = f"What is the lowest grade among {group}?", str(min(grades))
+            else:
+                question = f"What is the average grade of {group}, rounded to one decimal place?"
+                answer = average_text(grades)
+        else:
+            raise ValueError(f"unknown records subtask {sub!r}")
+        rel_texts = [render(r) for r in rel]
+        budget = target_tokens - sum(counter.many(rel_texts))
+        if budget < 0:
+            raise ValueError(f"records/{sub}: target length {target_tokens} tokens cannot hold "
+                             f"{len(rel)} relevant records; use a longer length")
+        distract: list[str] = []
+        counts: list[int] = []
+        while True:
+            more = max(4, math.ceil((budget - sum(counts)) / 30) + 4)
+            new = [render(maker.make(avoid=avoid)) for _ in range(more)]
+            distract += new
+            counts += counter.many(new)
+            k = choose_count(counts, budget)
+            if k < len(counts):
+                break
+        distract, counts = distract[:k], counts[:k]
+        n_total = len(rel) + k
+        d = rng.random() if depth is None else float(depth)
+        anchor = round(d * (n_total - 1))
+        others = rng.sample([i for i in range(n_total) if i != anchor], len(rel) - 1)
+        slots = [anchor] + others
+        chunks: list[str | None] = [None] * n_total
+        for r_i, slot in enumerate(slots):
+            chunks[slot] = rel_texts[r_i]
+        it = iter(distract)
+        chunks = [c if c is not None else next(it) for c in chunks]
+        chunk_counts = counter.many(chunks)
+        starts, total = pack_items(chunks, chunk_counts)
+        order = sorted(range(len(rel)), key=lambda r_i: slots[r_i])
+        return dict(
+            context=chunks, question=question, answer_prefix="", answer=answer,
+            supporting_facts=[rel_texts[i] for i in order],
+            supporting_chunks=[slots[i] for i in order],
+            depths=[starts[slots[i]] / total for i in order],
+            context_tokens=total,
+            extra={"anchor_chunk": anchor, "anchor_depth": starts[anchor] / total})
+
+    return run(TASK, build, spec.subtasks, split, n, target_tokens, depth, seed, counter, subtask, start)

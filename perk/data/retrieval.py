@@ -1,0 +1,115 @@
+"""API/document retrieval: one gold API description among look-alike distractor documents,
+one document per chunk. The subtask is the gold position: first, middle, last or random.
+
+Distractors are hard negatives: most share three of the four parts of the gold purpose
+(verb, adjective, noun, object), so only the exact purpose identifies the gold document. API
+names are code names unrelated to the purpose, so the answer cannot be guessed from the question.
+"""
+from __future__ import annotations
+
+import math
+
+from ..config import RetrievalSpec
+from . import lexicon
+from .base import run
+from .haystack import as_counter, choose_count, pack_items
+
+TASK = "retrieval"
+DOC = "API: {name}. Description: Use it to {purpose}. Parameters: {params}. Returns: {returns}."
+QUESTION = "Which API should be used to {purpose}?"
+PREFIX = "The API is"
+RETURNS = ("JSON", "a list", "a string", "a number", "a table", "a boolean")
+SUBTASK_DEPTH = {"first": 0.0, "middle": 0.5, "last": 1.0, "random": None}
+PARTS = ("apiverb", "apiadj", "apinoun", "apiobj")
+
+
+def purpose_text(p: tuple[str, str, str, str]) -> str:
+    verb, adj, noun, obj = p
+    article = "an" if obj[0] in "aeio" else "a"  # "a user"
+    return f"{verb} the {adj} {noun} of {article} {obj}"
+
+
+class DocMaker:
+    def __init__(self, rng, split: str):
+        self.rng = rng
+        self.codes = lexicon.pool("api", split)
+        if len(self.codes) < 2:
+            raise ValueError(f"api code-name pool for {split} is too small")
+        self.names: set[str] = set()
+        self.purposes: set[tuple] = set()
+
+    def name(self) -> str:
+        rng = self.rng
+        while True:
+            a, b = rng.sample(self.codes, 2)
+            name = f"{a}_{b}"
+            if name not in self.names:
+                self.names.add(name)
+                return name
+
+    def purpose(self, near: tuple | None = None) -> tuple:
+        rng = self.rng
+        while True:
+            if near is not None and rng.random() < 0.7:
+                p = list(near)
+                j = rng.randrange(4)
+                p[j] = rng.choice(lexicon.pool(PARTS[j]))
+                p = tuple(p)
+            else:
+                p = tuple(rng.choice(lexicon.pool(k)) for k in PARTS)
+            if p not in self.purposes:
+                self.purposes.add(p)
+                return p
+
+    def doc(self, purpose: tuple) -> tuple[str, str]:
+        rng = self.rng
+        name = self.name()
+        params = ", ".join(rng.sample(lexicon.pool("param"), rng.randint(1, 3)))
+        return name, DOC.format(name=name, purpose=purpose_text(purpose), params=params,
+                                returns=rng.choice(RETURNS))
+
+
+def generate(spec: RetrievalSpec, split: str, n: int, target_tokens: int, depth: float | None, seed: int,
+             count_tokens, subtask: str | None = None, start: int = 0):
+    """`depth` applies to the 'random' subtask only (None: uniform); the others fix the position."""
+    counter = as_counter(count_tokens)
+
+    def build(sub, rng, counter, s):
+        if sub not in SUBTASK_DEPTH:
+            raise ValueError(f"unknown retrieval subtask {sub!r}")
+        maker = DocMaker(rng, split)
+        gold_p = maker.purpose()
+        gold_name, gold_doc = maker.doc(gold_p)
+        budget = target_tokens - counter(gold_doc)
+        if budget < 0:
+            raise ValueError(f"retrieval/{sub}: target length {target_tokens} tokens cannot hold the gold "
+                             f"document; use a longer length")
+        docs: list[str] = []
+        counts: list[int] = []
+        while True:
+            more = max(4, math.ceil((budget - sum(counts)) / 40) + 4)
+            new = [maker.doc(maker.purpose(near=gold_p))[1] for _ in range(more)]
+            docs += new
+            counts += counter.many(new)
+            k = choose_count(counts, budget)
+            if k < len(counts):
+                break
+        docs = docs[:k]
+        n_total = k + 1
+        d = SUBTASK_DEPTH[sub]
+        if d is None:
+            d = rng.random() if depth is None else float(depth)
+        slot = round(d * (n_total - 1))
+        chunks = docs[:slot] + [gold_doc] + docs[slot:]
+        starts, total = pack_items(chunks, counter.many(chunks))
+        return dict(
+            context=chunks, question=QUESTION.format(purpose=purpose_text(gold_p)), answer_prefix=PREFIX,
+            answer=gold_name, supporting_facts=[gold_doc], supporting_chunks=[slot],
+            depths=[starts[slot] / total], context_tokens=total,
+            extra={"anchor_chunk": slot, "anchor_depth": starts[slot] / total})
+
+    out = run(TASK, build, spec.subtasks, split, n, target_tokens, depth, seed, counter, subtask, start)
+    for e in out:
+        if SUBTASK_DEPTH[e.subtask] is not None:
+            e.target_depth = SUBTASK_DEPTH[e.subtask]
+    return out
