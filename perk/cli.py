@@ -51,6 +51,14 @@ def cmd_bench(args) -> None:
     run_bench(args.what, _load(args), args)
 
 
+def cmd_stack(args) -> None:
+    from flows.stack import StackError, main as stack_main  # prefect/mlflow only run as subprocesses
+    try:
+        stack_main(args)
+    except StackError as err:
+        raise ConfigError(str(err)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="perk", description="PERK experiment pipeline: synthesize long-context "
                                  "tasks, meta-train, evaluate and profile. Every stage reads params.yaml.")
@@ -80,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("what", choices=["synth"], help="what to benchmark")
     sp.add_argument("--lengths", default="4096,32768", help="context lengths in tokens (default: %(default)s)")
     sp.set_defaults(func=cmd_bench)
+    sp = sub.add_parser("stack", help="start/stop the local Prefect + MLflow stack",
+                        description="`perk stack up`: Prefect server, work pool 'gpu', the perk deployments, "
+                        "worker(s) and the MLflow tracking server on 127.0.0.1 (pids and logs in .prefect/stack/); "
+                        "`perk stack down` stops them all; `perk stack status` lists them.")
+    from flows.stack import add_arguments
+    add_arguments(sp)
+    sp.set_defaults(func=cmd_stack)
     return ap
 
 

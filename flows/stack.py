@@ -1,0 +1,344 @@
+"""The local stack: Prefect server + work pool + deployments + worker(s) + MLflow tracking server.
+
+    perk stack up [--gpus 0,1] [--host 127.0.0.1] [--prefect-port 4200] [--mlflow-port 5000]
+    perk stack status
+    perk stack down
+
+Every process runs in its own session with a pid file and a log under <root>/.prefect/stack/; Prefect
+state lives in PREFECT_HOME=<root>/.prefect and MLflow's in <root>/mlruns/. `up` is idempotent:
+services already running are kept, the work pool and deployments are (re)applied. One worker per
+GPU listed in --gpus (pinned with CUDA_VISIBLE_DEVICES, one flow run at a time), or one unpinned
+worker. `--workers-only` starts just workers on another machine against a running stack.
+
+Imports nothing heavy: the CLI loads this module, and prefect/mlflow run as subprocesses.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+class StackError(RuntimeError):
+    """A service could not start or stop; the message says which and where its log is."""
+
+
+@dataclass
+class Stack:
+    root: Path
+    host: str = "127.0.0.1"
+    prefect_port: int = 4200
+    mlflow_port: int = 5000
+    gpus: list[str] = field(default_factory=list)
+    pool: str = "gpu"
+    timeout: float = 120.0
+    workers_only: bool = False
+    prefect_api_url: str | None = None   # workers-only: the running stack's API
+    mlflow_uri: str | None = None        # workers-only: the running stack's tracking server
+    mlflow_args: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.root = Path(self.root).resolve()
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".prefect" / "stack"
+
+    @property
+    def api_url(self) -> str:
+        return self.prefect_api_url or f"http://{self.host}:{self.prefect_port}/api"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_uri or f"http://{self.host}:{self.mlflow_port}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "PREFECT_HOME": str(self.root / ".prefect"),
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_WORKER_QUERY_SECONDS": "2",       # pick up new flow runs quickly
+            "PREFECT_WORKER_HEARTBEAT_SECONDS": "10",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "1",
+            "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "PERK_ROOT": str(self.root),
+        })
+        env.update(extra)
+        return env
+
+
+def _bin(name: str) -> str:
+    here = Path(sys.executable).parent / name
+    return str(here) if here.exists() else name
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) counts as gone
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _pids(stack: Stack) -> dict[str, int]:
+    out = {}
+    for f in sorted(stack.state_dir.glob("*.pid")):
+        try:
+            out[f.stem] = int(f.read_text().split()[0])
+        except (ValueError, IndexError):
+            f.unlink()
+    return out
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def _get(url: str, timeout: float = 3.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.code, ""
+    except (urllib.error.URLError, OSError):
+        return 0, ""
+
+
+def _log_tail(path: Path, n: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def _start(stack: Stack, name: str, cmd: list[str], env: dict[str, str]) -> int:
+    stack.state_dir.mkdir(parents=True, exist_ok=True)
+    log = stack.state_dir / f"{name}.log"
+    with open(log, "ab") as fh:
+        fh.write(f"\n=== {time.strftime('%F %T')} {' '.join(cmd)}\n".encode())
+        fh.flush()
+        proc = subprocess.Popen(cmd, cwd=stack.root, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    (stack.state_dir / f"{name}.pid").write_text(f"{proc.pid}\n{' '.join(cmd)}\n")
+    return proc.pid
+
+
+def _wait(stack: Stack, name: str, pid: int, ready, what: str) -> None:
+    deadline = time.monotonic() + stack.timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if not _alive(pid):
+            raise StackError(f"{name} exited during start-up; log {stack.state_dir / (name + '.log')}:\n"
+                             f"{_log_tail(stack.state_dir / (name + '.log'))}")
+        time.sleep(0.5)
+    raise StackError(f"{name} not ready after {stack.timeout:.0f} s ({what}); log "
+                     f"{stack.state_dir / (name + '.log')}:\n{_log_tail(stack.state_dir / (name + '.log'))}")
+
+
+def _running(stack: Stack, name: str) -> int | None:
+    pid = _pids(stack).get(name)
+    return pid if pid is not None and _alive(pid) else None
+
+
+def _service(stack: Stack, name: str, port: int, cmd: list[str], health: str, expect: str) -> None:
+    if _running(stack, name):
+        print(f"{name}: already running (pid {_running(stack, name)})")
+        return
+    if not _port_free(stack.host, port):
+        raise StackError(f"{name}: port {stack.host}:{port} is in use; choose another port or run `perk stack down`")
+    # mlflow's background job runner (huey consumers, ~8 processes) serves GenAI jobs we do not use
+    pid = _start(stack, name, cmd, stack.env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION=os.environ.get(
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")))
+    t0 = time.monotonic()
+    _wait(stack, name, pid, lambda: (lambda r: r[0] == 200 and expect in r[1])(_get(health)), f"GET {health}")
+    print(f"{name}: ready in {time.monotonic() - t0:.1f} s (pid {pid})")
+
+
+def _workers_ready(stack: Stack, names: list[str]) -> bool:
+    req = urllib.request.Request(f"{stack.api_url}/work_pools/{stack.pool}/workers/filter", data=b"{}",
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=3) as r:
+            online = {w["name"] for w in json.loads(r.read()) if w.get("status") == "ONLINE"}
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+    return set(names) <= online
+
+
+def up(stack: Stack) -> dict[str, str]:
+    """Start what is not running, apply pool + deployments, start workers; returns the URLs."""
+    stack.state_dir.mkdir(parents=True, exist_ok=True)
+    (stack.root / ".prefect").mkdir(exist_ok=True)
+    (stack.root / "mlruns").mkdir(exist_ok=True)
+    if not stack.workers_only:
+        _service(stack, "prefect-server", stack.prefect_port,
+                 [_bin("prefect"), "server", "start", "--host", stack.host, "--port", str(stack.prefect_port)],
+                 f"{stack.api_url}/health", "true")
+        _service(stack, "mlflow-server", stack.mlflow_port,
+                 [_bin("mlflow"), "server", "--host", stack.host, "--port", str(stack.mlflow_port),
+                  "--workers", "1", "--backend-store-uri", f"sqlite:///{stack.root}/mlruns/mlflow.db",
+                  "--artifacts-destination", str(stack.root / "mlruns" / "artifacts"), *stack.mlflow_args],
+                 f"{stack.tracking_uri}/health", "OK")
+        t0 = time.monotonic()
+        out = subprocess.run([sys.executable, "-m", "flows.deploy", "--pool", stack.pool, "--root", str(stack.root)],
+                             cwd=stack.root, env=stack.env(), capture_output=True, text=True, timeout=stack.timeout * 3)
+        (stack.state_dir / "deploy.log").write_text(out.stdout + out.stderr)
+        if out.returncode:
+            raise StackError(f"applying deployments failed; log {stack.state_dir / 'deploy.log'}:\n"
+                             f"{_log_tail(stack.state_dir / 'deploy.log', 25)}")
+        for line in out.stdout.splitlines():  # skip prefect's per-deployment tables
+            if line.startswith(("applied ", "note: ", "created ")):
+                print(line)
+        print(f"deployments applied in {time.monotonic() - t0:.1f} s (log {stack.state_dir / 'deploy.log'})")
+
+    host = socket.gethostname().split(".")[0]
+    names, first = [], None
+    for gpu in stack.gpus or [None]:
+        name = f"worker-gpu{gpu}" if gpu is not None else "worker"
+        names.append(f"{host}-{name}")
+        pid = _running(stack, name)
+        if pid:
+            print(f"{name}: already running (pid {pid})")
+        else:
+            extra = {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}
+            pid = _start(stack, name, [_bin("prefect"), "worker", "start", "--pool", stack.pool, "--type", "process",
+                                       "--name", names[-1], "--limit", "1"], stack.env(**extra))
+        first = first or (name, pid)
+    t0 = time.monotonic()
+    _wait(stack, first[0], first[1], lambda: _workers_ready(stack, names), f"workers {names} online in pool {stack.pool!r}")
+    print(f"workers {', '.join(names)}: online in {time.monotonic() - t0:.1f} s (one flow run at a time each)")
+    urls = {"prefect_ui": stack.api_url.removesuffix("/api"), "prefect_api": stack.api_url,
+            "mlflow_ui": stack.tracking_uri}
+    (stack.state_dir / "stack.json").write_text(json.dumps(
+        {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(stack).items()}, **urls}, indent=1))
+    return urls
+
+
+def _tree(pid: int) -> list[int]:
+    """The process and its descendants (flow runs a worker started may sit in other groups)."""
+    try:
+        import psutil
+        return [pid] + [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except Exception:
+        return [pid]
+
+
+def down(stack: Stack, grace: float = 20.0) -> list[str]:
+    """Stop every process of the stack (workers first), SIGKILL after `grace` s; returns the names."""
+    pids = _pids(stack)
+    order = sorted(pids, key=lambda n: (not n.startswith("worker"), n != "mlflow-server", n))
+    stopped = []
+    for name in order:
+        pid = pids[name]
+        if _alive(pid):
+            tree = _tree(pid)
+            for p in tree:
+                try:
+                    os.killpg(p, signal.SIGTERM) if p == pid else os.kill(p, signal.SIGTERM)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and any(_alive(p) for p in tree):
+                time.sleep(0.2)
+            for p in tree:
+                if _alive(p):
+                    try:
+                        os.killpg(p, signal.SIGKILL) if p == pid else os.kill(p, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+            stopped.append(name)
+        (stack.state_dir / f"{name}.pid").unlink(missing_ok=True)
+    return stopped
+
+
+def status(stack: Stack) -> dict[str, int | None]:
+    return {name: (pid if _alive(pid) else None) for name, pid in _pids(stack).items()}
+
+
+# ---------------------------------------------------------------- CLI glue (perk stack ...)
+
+def add_arguments(sp) -> None:
+    sp.add_argument("action", choices=["up", "down", "status"], help="start, stop, or show the stack")
+    sp.add_argument("--root", default=None, help="project directory (default: PERK_ROOT, else the current "
+                    "directory if it holds params.yaml, else the repository of this package)")
+    sp.add_argument("--host", default="127.0.0.1", help="interface the servers bind to (default: %(default)s)")
+    sp.add_argument("--prefect-port", type=int, default=4200, help="Prefect server port (default: %(default)s)")
+    sp.add_argument("--mlflow-port", type=int, default=5000, help="MLflow server port (default: %(default)s)")
+    sp.add_argument("--gpus", default="", help="comma-separated GPU ids: one worker per GPU, pinned with "
+                    "CUDA_VISIBLE_DEVICES (default: one unpinned worker)")
+    sp.add_argument("--pool", default="gpu", help="Prefect work pool (default: %(default)s)")
+    sp.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each service (default: %(default)s)")
+    sp.add_argument("--workers-only", action="store_true", help="start only workers (another machine), against "
+                    "--prefect-api-url and --mlflow-uri of a running stack")
+    sp.add_argument("--prefect-api-url", help="e.g. http://head:4200/api (with --workers-only)")
+    sp.add_argument("--mlflow-uri", help="e.g. http://head:5000 (with --workers-only)")
+    sp.add_argument("--mlflow-arg", action="append", default=[], metavar="ARG",
+                    help="extra argument for `mlflow server`, e.g. --mlflow-arg=--allowed-hosts=head:5000 (repeatable)")
+
+
+def default_root() -> Path:
+    if os.environ.get("PERK_ROOT"):
+        return Path(os.environ["PERK_ROOT"])
+    if Path("params.yaml").exists():
+        return Path.cwd()
+    return Path(__file__).resolve().parents[1]
+
+
+def main(args) -> int:
+    stack = Stack(root=Path(args.root) if args.root else default_root(), host=args.host,
+                  prefect_port=args.prefect_port, mlflow_port=args.mlflow_port,
+                  gpus=[g.strip() for g in args.gpus.split(",") if g.strip()], pool=args.pool,
+                  timeout=args.timeout, workers_only=args.workers_only, prefect_api_url=args.prefect_api_url,
+                  mlflow_uri=args.mlflow_uri, mlflow_args=args.mlflow_arg)
+    if args.action == "up":
+        if stack.workers_only and not (stack.prefect_api_url and stack.mlflow_uri):
+            raise StackError("--workers-only needs --prefect-api-url and --mlflow-uri of the running stack")
+        try:
+            urls = up(stack)
+        except BaseException:
+            print("start-up failed; stopping what was started (`perk stack down`)", file=sys.stderr)
+            down(stack)
+            raise
+        print(f"\nPrefect UI   {urls['prefect_ui']}\nMLflow UI    {urls['mlflow_ui']}\n"
+              f"logs, pids   {stack.state_dir}\n\nIn another shell:\n"
+              f"  export PREFECT_API_URL={urls['prefect_api']} MLFLOW_TRACKING_URI={urls['mlflow_ui']} "
+              f"PREFECT_HOME={stack.root / '.prefect'}\n"
+              f"  prefect deployment run perk/pipeline --watch\n")
+    elif args.action == "down":
+        stopped = down(stack)
+        print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    else:
+        st = status(stack)
+        for name, pid in st.items():
+            print(f"{name:16s} {'running, pid ' + str(pid) if pid else 'not running'}")
+        info = stack.state_dir / "stack.json"
+        if info.exists() and any(st.values()):
+            d = json.loads(info.read_text())
+            print(f"Prefect UI {d['prefect_ui']}   MLflow UI {d['mlflow_ui']}")
+        if not st:
+            print("stack is down")
+    return 0
