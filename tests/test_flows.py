@@ -17,9 +17,9 @@ from flows import pipeline  # noqa: E402
 MICRO = [
     "tokenizer.corpus_texts=200", "tokenizer.vocab_size=512",
     "synth.tasks.babilong.enabled=false", "synth.tasks.records.enabled=false",
-    "synth.tasks.retrieval.enabled=false",
+    "synth.tasks.retrieval.enabled=false", "synth.tasks.needle.subtasks=[single]",
     "synth.tasks.needle.n_train=4", "synth.tasks.needle.n_val=2", "synth.tasks.needle.n_test=1",
-    "synth.tasks.needle.train_lengths=[64]", "synth.tasks.needle.eval_lengths=[512]",
+    "synth.tasks.needle.train_lengths=[128]", "synth.tasks.needle.eval_lengths=[1024]",
     "synth.tasks.needle.depths=[0.5]", "synth.tasks.needle.chunk_tokens=32",
 ]
 
@@ -126,7 +126,6 @@ def test_fan_out_hook_runs_one_task_per_cell(harness, store, fake_stages, monkey
 
 
 def test_flow_on_real_tokenizer_and_synth(harness, store, tmp_path):
-    pytest.importorskip("perk.data.synth")
     overrides = MICRO + [f"tokenizer.out_dir={tmp_path}/tok", f"synth.out_dir={tmp_path}/synth"]
     state = pipeline.perk_flow(stages=["tokenizer", "synth"], params=overrides, return_state=True)
     assert state.is_completed(), state
