@@ -68,7 +68,6 @@ def simulate(rng, sub: str, num_facts: int, people, rooms, objects):
     sents: list[str] = []
     for i in range(num_facts):
         options = []
-        movers = people if i else people  # anyone may move
         options.append(("move", 5))
         if sub != "qa1":
             can_grab = [(p, o) for p in people if p in w.loc for o in objects
@@ -84,7 +83,7 @@ def simulate(rng, sub: str, num_facts: int, people, rooms, objects):
                 options.append(("give", 1))
         kind = rng.choices([k for k, _ in options], weights=[wt for _, wt in options])[0]
         if kind == "move":
-            p = rng.choice(movers)
+            p = rng.choice(people)
             room = rng.choice([r for r in rooms if r != w.loc.get(p)])
             w.move(i, p, room)
             sents.append(f"{p} {rng.choice(MOVE)} to the {room}.")

@@ -329,3 +329,46 @@ def choose_count(counts: Sequence[int], budget: int) -> int:
             return k + 1 if (total + c - budget) < (budget - total) else k
         total += c
     return len(counts)
+
+
+def fit_items(counts: Sequence[int], budget: int, rounds: int = 4) -> list[int]:
+    """Indices (ascending) of a subset of `counts` whose sum is close to `budget`.
+
+    Starts from the closest prefix, then makes up to `rounds` single swaps/additions/removals
+    that shrink the gap most. One-item-per-chunk contexts (records, documents) need this: an
+    item can be a sizeable fraction of a short context."""
+    k = choose_count(counts, budget)
+    chosen = list(range(k))
+    gap = budget - sum(counts[:k])
+    free = list(range(k, len(counts)))
+    for _ in range(rounds):
+        if gap == 0:
+            break
+        first_in: dict[int, int] = {}
+        for j in chosen:
+            first_in.setdefault(counts[j], j)
+        first_out: dict[int, int] = {}
+        for j in free:
+            first_out.setdefault(counts[j], j)
+        best = (abs(gap), None, None)
+        for v_in, j_in in first_out.items():  # add one
+            if abs(gap - v_in) < best[0]:
+                best = (abs(gap - v_in), None, j_in)
+        for v_out, j_out in first_in.items():  # remove one, or swap
+            if abs(gap + v_out) < best[0]:
+                best = (abs(gap + v_out), j_out, None)
+            for v_in, j_in in first_out.items():
+                if abs(gap + v_out - v_in) < best[0]:
+                    best = (abs(gap + v_out - v_in), j_out, j_in)
+        _, j_out, j_in = best
+        if j_out is None and j_in is None:
+            break
+        if j_out is not None:
+            chosen.remove(j_out)
+            free.append(j_out)
+            gap += counts[j_out]
+        if j_in is not None:
+            free.remove(j_in)
+            chosen.append(j_in)
+            gap -= counts[j_in]
+    return sorted(chosen)

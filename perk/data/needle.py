@@ -51,14 +51,12 @@ def generate(spec: NeedleSpec, split: str, n: int, target_tokens: int, depth: fl
             values = lexicon.sample(rng, "value", split, n_keys)
             facts = [NEEDLE.format(key=k, value=v) for k, v in zip(keys, values)]
         positions = [rng.random() for _ in facts]
-        positions[asked[0]] = pos()
-        if depth is not None and len(asked) > 1:
-            pass  # the other asked needles stay at random depths
+        positions[asked[0]] = pos()  # other asked needles (multiquery/multivalue) stay random
         hay = assemble(facts, positions, target_tokens, spec.chunk_tokens, bank, rng, counter,
                        what=f"needle/{sub}")
         in_order = [i for i in hay.order if i in set(asked)]
         if sub == "passkey":
-            pass
+            pass  # question and prefix set above
         elif sub == "multivalue":
             question, prefix = QUESTION_PLURAL.format(key=keys[0]), PREFIX_PLURAL.format(key=keys[0])
         elif sub == "multiquery":

@@ -12,7 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from ..config import RecordsSpec
 from . import lexicon
 from .base import run
-from .haystack import as_counter, choose_count, pack_items
+from .haystack import as_counter, choose_count, fit_items, pack_items
 
 TASK = "records"
 RECORD = ("Student record. ID: {id}. Name: {name}. Year: {year}. School: {school} College. "
@@ -95,6 +95,9 @@ def generate(spec: RecordsSpec, split: str, n: int, target_tokens: int, depth: f
             key = rng.choice(("major", "school", "year"))
             g = rng.choice({"major": maker.majors, "school": maker.schools, "year": YEARS}[key])
             rel = [maker.make(**{key: g}) for _ in range(rng.randint(2, 5))]
+            # Short contexts: keep the group to at most half the length (but two members at least).
+            while len(rel) > 2 and sum(counter.many([render(r) for r in rel])) > target_tokens // 2:
+                rel.pop()
             avoid = (key, g)
             op = rng.choice(("max", "min", "average"))
             group = GROUP_PHRASE[key].format(g=g)
@@ -121,10 +124,11 @@ def generate(spec: RecordsSpec, split: str, n: int, target_tokens: int, depth: f
             distract += new
             counts += counter.many(new)
             k = choose_count(counts, budget)
-            if k < len(counts):
+            if k + 8 < len(counts):  # spare candidates for fit_items
                 break
-        distract, counts = distract[:k], counts[:k]
-        n_total = len(rel) + k
+        keep = fit_items(counts, budget)
+        distract = [distract[i] for i in keep]
+        n_total = len(rel) + len(distract)
         d = rng.random() if depth is None else float(depth)
         anchor = round(d * (n_total - 1))
         others = rng.sample([i for i in range(n_total) if i != anchor], len(rel) - 1)

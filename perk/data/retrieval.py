@@ -12,7 +12,7 @@ import math
 from ..config import RetrievalSpec
 from . import lexicon
 from .base import run
-from .haystack import as_counter, choose_count, pack_items
+from .haystack import as_counter, choose_count, fit_items, pack_items
 
 TASK = "retrieval"
 DOC = "API: {name}. Description: Use it to {purpose}. Parameters: {params}. Returns: {returns}."
@@ -92,10 +92,10 @@ def generate(spec: RetrievalSpec, split: str, n: int, target_tokens: int, depth:
             docs += new
             counts += counter.many(new)
             k = choose_count(counts, budget)
-            if k < len(counts):
+            if k + 8 < len(counts):  # spare candidates for fit_items
                 break
-        docs = docs[:k]
-        n_total = k + 1
+        docs = [docs[i] for i in fit_items(counts, budget)]
+        n_total = len(docs) + 1
         d = SUBTASK_DEPTH[sub]
         if d is None:
             d = rng.random() if depth is None else float(depth)

@@ -1,0 +1,42 @@
+import re
+
+import pytest
+from data_helpers import context_tokens
+
+from perk.config import RetrievalSpec
+from perk.data import retrieval
+
+SPEC = RetrievalSpec()
+DOC = re.compile(r"API: (\w+)\. Description: Use it to (.+?)\. Parameters: ([\w, ]+)\. Returns: ([\w ]+)\.")
+
+
+@pytest.mark.parametrize("sub", SPEC.subtasks)
+@pytest.mark.parametrize("length", [512, 2048])
+def test_retrieval_gold_found_by_parsing(tiny_tokenizer, sub, length):
+    for e in retrieval.generate(SPEC, "test", 5, length, None, 4, tiny_tokenizer, subtask=sub):
+        docs = [DOC.fullmatch(c) for c in e.context]
+        assert all(docs), "every chunk is one API document"
+        purpose = re.fullmatch(r"Which API should be used to (.+)\?", e.question).group(1)
+        gold = [i for i, m in enumerate(docs) if m.group(2) == purpose]
+        assert len(gold) == 1 and docs[gold[0]].group(1) == e.answer
+        assert len({m.group(1) for m in docs}) == len(docs)
+        assert e.supporting_chunks == gold and e.answer_prefix == "The API is"
+        n = len(docs)
+        want = {"first": 0, "middle": round(0.5 * (n - 1)), "last": n - 1}.get(sub)
+        if want is not None:
+            assert gold[0] == want
+        # hard negatives: some distractor shares all but one part of the purpose
+        words = purpose.split()
+        assert any(sum(a == b for a, b in zip(words, m.group(2).split())) >= len(words) - 1
+                   for i, m in enumerate(docs) if i != gold[0])
+        total = context_tokens(tiny_tokenizer, e.context)
+        assert total == e.context_tokens and abs(total - length) <= 0.05 * length
+        assert abs(e.depths[0] - context_tokens(tiny_tokenizer, e.context[:gold[0]]) / total) < 1e-9
+
+
+def test_retrieval_names_from_split(tiny_tokenizer):
+    from perk.data.lexicon import pool
+    for e in retrieval.generate(SPEC, "train", 4, 512, None, 4, tiny_tokenizer):
+        for c in e.context:
+            a, b = DOC.fullmatch(c).group(1).split("_")
+            assert a in pool("api", "train") and b in pool("api", "train")
