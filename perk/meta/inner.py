@@ -75,8 +75,10 @@ def chunk_batch(tokenizer, chunks: list[str], supports: list[list[tuple[int, int
 
 def token_losses(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """Per-position next-token CE, shape (C, T-1)."""
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), input_ids[:, 1:].flatten(),
-                           reduction="none").view(input_ids.shape[0], -1).to(logits.dtype)
+    lg = logits[:, :-1].flatten(0, 1)
+    if lg.dtype in (torch.float16, torch.bfloat16):  # CE in low precision is too coarse for inner steps
+        lg = lg.float()
+    return F.cross_entropy(lg, input_ids[:, 1:].flatten(), reduction="none").view(input_ids.shape[0], -1).to(logits.dtype)
 
 
 def _check_finite(x: torch.Tensor, what: str, step: int, example_id) -> None:
