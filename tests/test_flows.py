@@ -30,8 +30,20 @@ def harness():
         yield
 
 
+@pytest.fixture(scope="module")
+def empty_db(tmp_path_factory):
+    """An MLflow sqlite store migrated once per module; each test gets a copy (migration takes seconds)."""
+    d = tmp_path_factory.mktemp("mlflow-template")
+    import mlflow
+    mlflow.MlflowClient(f"sqlite:///{d}/mlflow.db").search_experiments()
+    return d / "mlflow.db"
+
+
 @pytest.fixture()
-def store(tmp_path, monkeypatch):
+def store(tmp_path, monkeypatch, empty_db):
+    import shutil
+    (tmp_path / "mlruns").mkdir()
+    shutil.copy(empty_db, tmp_path / "mlruns" / "mlflow.db")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("PERK_ROOT", str(tmp_path))
     import mlflow
