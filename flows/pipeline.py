@@ -19,6 +19,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +73,9 @@ def load(params_file: str, overrides: list[str]):
     return load_params(_params_path(params_file), overrides)
 
 
-@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient, task_run_name="{name}")
+# NO_CACHE: a stage asked for always runs (DVC, not Prefect, decides what is up to date)
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient, task_run_name="{name}",
+      cache_policy=NO_CACHE)
 def run_stage(name: str, params_file: str = "params.yaml", overrides: list[str] | None = None) -> str:
     """One stage call inside its MLflow run; returns the outputs as text (results stay small)."""
     from perk import tracking
