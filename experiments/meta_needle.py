@@ -95,6 +95,7 @@ class Perk(torch.nn.Module):
         n = len(lora_parameters(self.lm))
         self.step_sizes = LearnedStepSizes(n, inner_cfg.steps, lr_init, inner_cfg.lr_min, inner_cfg.lr_max)
         self.weight_net = TokenWeightNet(model_cfg.n_embd)
+        self.pos_weight = 1.0
 
 
 def episode_forward(perk: Perk, ep: Episode, icfg: InnerConfig, weighting: str, train: bool, engine="torch_func"):
@@ -115,7 +116,8 @@ def episode_forward(perk: Perk, ep: Episode, icfg: InnerConfig, weighting: str, 
     if enc.weight_logits is not None:
         tm = (ch["loss_mask"][:, 1:] * ch["attention_mask"][:, 1:]).float()
         y = ch["support_mask"][:, 1:].float()
-        bce = F.binary_cross_entropy_with_logits(enc.weight_logits, y, reduction="none")
+        pw = torch.tensor(perk.pos_weight, dtype=enc.weight_logits.dtype)
+        bce = F.binary_cross_entropy_with_logits(enc.weight_logits, y, reduction="none", pos_weight=pw)
         aux = (bce * tm).sum() / tm.sum()
     return loss, em, aux
 
@@ -167,6 +169,7 @@ def meta_train(args, train_eps, val_eps, vocab, pad_id, log):
     icfg = InnerConfig(steps=args.inner_steps, lr_init=args.lr_init, lr_min=math.exp(-9), lr_max=math.exp(-1),
                        differentiate_last=args.diff_last, optimizer=args.inner_opt, first_order=args.first_order)
     perk = Perk(mcfg, lcfg, icfg, vocab, pad_id, args.lr_init)
+    perk.pos_weight = args.pos_weight
     log(f"params: {sum(p.numel() for p in perk.parameters())}")
     t_start = time.time()
     pretrain_lm(perk, train_eps, args.pretrain_steps, args.pretrain_lr, 1, log)
@@ -218,7 +221,7 @@ def meta_train(args, train_eps, val_eps, vocab, pad_id, log):
         if step % args.log_every == 0:
             lrs = perk.step_sizes.log_lr.detach().exp()
             log(f"step {step} loss {run_loss:.3f} em {run_em:.2f} aux {run_aux:.4f} gn {float(gn):.2f} "
-                f"inner_lr med {lrs.median():.2e} t {el:.0f}s")
+                f"inner_lr med {lrs.median():.2e} t {el:.0f}s cpu {time.process_time():.0f}s")
         if (step + 1) % args.eval_every == 0 or step == args.steps - 1 or el > args.max_minutes * 60:
             perk.eval()
             em, vl = evaluate(perk, val_eps[args.length][:args.n_eval], icfg, args.weighting)
@@ -257,6 +260,9 @@ def main():
     ap.add_argument("--span", default="answer", choices=["answer", "sentence"])
     ap.add_argument("--aux_w", type=float, default=1.0)
     ap.add_argument("--oracle_steps", type=int, default=0)
+    ap.add_argument("--pos_weight", type=float, default=1.0)
+    ap.add_argument("--data", default="standin", choices=["standin", "real"])
+    ap.add_argument("--one_key", action="store_true", help="real data: only the stored asked key per context")
     ap.add_argument("--steps", type=int, default=700)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -278,9 +284,14 @@ def main():
         print(msg, flush=True)
 
     log(json.dumps(vars(args)))
-    from standin_needle import build
     evl = [int(x) for x in args.eval_lengths.split(",") if x]
-    tok, train_rows, val_rows = build(args.n_train, args.n_val, args.length, args.num_keys, val_lengths=evl)
+    if args.data == "real":
+        from real_needle import build
+        tok, train_rows, val_rows = build(args.n_train, args.n_val, args.length, args.num_keys, val_lengths=evl,
+                                          all_keys=not args.one_key)
+    else:
+        from standin_needle import build
+        tok, train_rows, val_rows = build(args.n_train, args.n_val, args.length, args.num_keys, val_lengths=evl)
     train_eps = make_episodes(train_rows, tok, args.span)
     val_eps = {L: make_episodes(r, tok, args.span) for L, r in val_rows.items()}
     log(f"episodes: train {len(train_eps)} chunks/ep {train_eps[0].chunks['input_ids'].shape}")

@@ -58,7 +58,8 @@ def chunk_batch(tokenizer, chunks: list[str], supports: list[list[tuple[int, int
         lmask.append([0] * len(head) + [1] * len(body))
         if supports is not None:
             spans = supports[i]
-            inside = [int(any(s <= max(a - 1, 0) and b - 1 <= e for s, e in spans)) for a, b in enc["offset_mapping"]]
+            # offsets are into " " + text; a token is supporting if it overlaps a span
+            inside = [int(any(max(a - 1, s) < min(b - 1, e) for s, e in spans)) for a, b in enc["offset_mapping"]]
             smask.append([0] * len(head) + inside)
     T = chunk_len or max(len(r) for r in rows)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
