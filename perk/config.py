@@ -76,6 +76,8 @@ class TaskSpec(Section):
 
 class NeedleSpec(TaskSpec):
     subtasks: list[str] = Field(default_factory=lambda: ["single", "multikey", "multivalue", "multiquery", "passkey"])
+    n_train: int = Field(2000, ge=0)
+    n_val: int = Field(64, ge=0)
     num_keys: int = Field(4, ge=1, le=64, description="needles (facts) per context for multikey/multiquery")
     num_values: int = Field(4, ge=1, le=16, description="values per key for multivalue")
     num_queries: int = Field(2, ge=1, le=16, description="keys asked at once for multiquery")
@@ -87,6 +89,8 @@ class NeedleSpec(TaskSpec):
 
 class BabilongSpec(TaskSpec):
     subtasks: list[str] = Field(default_factory=lambda: ["qa1", "qa2", "qa3"])
+    n_val: int = Field(32, ge=0)
+    n_test: int = Field(5, ge=0, description="examples per (eval length, depth) cell")
     num_facts: int = Field(8, ge=2, le=200, description="bAbI story sentences per example")
 
     @classmethod
@@ -96,6 +100,8 @@ class BabilongSpec(TaskSpec):
 
 class RecordsSpec(TaskSpec):
     subtasks: list[str] = Field(default_factory=lambda: ["recall", "relation", "aggregate"])
+    n_val: int = Field(32, ge=0)
+    n_test: int = Field(5, ge=0, description="examples per (eval length, depth) cell")
 
     @classmethod
     def allowed_subtasks(cls) -> set[str]:
@@ -104,6 +110,8 @@ class RecordsSpec(TaskSpec):
 
 class RetrievalSpec(TaskSpec):
     subtasks: list[str] = Field(default_factory=lambda: ["first", "middle", "last", "random"])
+    n_val: int = Field(32, ge=0)
+    n_test: int = Field(5, ge=0, description="examples per (eval length, depth) cell")
 
     @classmethod
     def allowed_subtasks(cls) -> set[str]:

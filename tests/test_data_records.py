@@ -79,3 +79,11 @@ def test_records_average_rounds_half_up():
 def test_records_short_context_keeps_group_small(tiny_tokenizer):
     for e in records.generate(SPEC, "train", 6, 256, None, 1, tiny_tokenizer, subtask="aggregate"):
         assert abs(e.context_tokens - 256) <= 0.05 * 256
+
+
+def test_records_long_context(tiny_tokenizer):
+    (e,) = records.generate(SPEC, "test", 1, 65536, 0.25, 1, tiny_tokenizer, subtask="recall")
+    recs = parse(e.context)
+    assert len({r["id"] for r in recs}) == len(recs) > 900
+    assert e.answer == expected(e.question, recs)[0]
+    assert abs(e.context_tokens - 65536) <= 0.05 * 65536

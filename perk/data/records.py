@@ -42,7 +42,6 @@ class RecordMaker:
     def __init__(self, rng, split: str):
         self.rng, self.split = rng, split
         self.ids: set[int] = set()
-        self.names: set[str] = set()
         self.first = lexicon.pool("person", split)
         self.last = lexicon.pool("surname", split)
         self.schools = lexicon.pool("school")
@@ -50,16 +49,15 @@ class RecordMaker:
 
     def make(self, avoid: tuple[str, object] | None = None, **fixed) -> dict:
         rng = self.rng
+        if len(self.ids) > 60000:
+            raise ValueError("too many records for unique 5-digit IDs; use a shorter length")
         while True:
             i = rng.randrange(10000, 100000)
             if i not in self.ids:
                 break
-        while True:
-            name = f"{rng.choice(self.first)} {rng.choice(self.last)}"
-            if name not in self.names:
-                break
+        # Names repeat in long contexts (IDs identify a record), as in a real registry.
+        name = f"{rng.choice(self.first)} {rng.choice(self.last)}"
         self.ids.add(i)
-        self.names.add(name)
         r = dict(id=i, name=name, year=rng.choice(YEARS), school=rng.choice(self.schools),
                  major=rng.choice(self.majors), grade=rng.randint(50, 100))
         r.update(fixed)

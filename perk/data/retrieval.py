@@ -39,13 +39,14 @@ class DocMaker:
         self.purposes: set[tuple] = set()
 
     def name(self) -> str:
+        """Two code names joined; three once two-part names get scarce (long contexts)."""
         rng = self.rng
-        while True:
-            a, b = rng.sample(self.codes, 2)
-            name = f"{a}_{b}"
+        for attempt in range(100_000):
+            name = "_".join(rng.sample(self.codes, 2 if attempt < 20 else 3))
             if name not in self.names:
                 self.names.add(name)
                 return name
+        raise ValueError("ran out of distinct API names; use a shorter length")
 
     def purpose(self, near: tuple | None = None) -> tuple:
         rng = self.rng
