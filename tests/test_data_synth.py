@@ -103,10 +103,12 @@ def test_same_params_give_identical_files_in_another_process(synth_run, tiny_tok
     assert digests(again) == digests(synth_run)
 
 
-def test_another_seed_gives_other_files(synth_run, tiny_tokenizer, tmp_path):
+def test_another_seed_gives_other_files(synth_run, tiny_tokenizer_dir, tmp_path):
     small = {**SMALL, "tasks": {"needle": SMALL["tasks"]["needle"],
                                 **{t: {"enabled": False} for t in ("babilong", "records", "retrieval")}}}
-    other = synthesize(SynthConfig.model_validate({**small, "seed": 6}), tiny_tokenizer, tmp_path, progress=False)
+    # a saved tokenizer directory works in place of a tokenizer object
+    other = synthesize(SynthConfig.model_validate({**small, "seed": 6}), tiny_tokenizer_dir, tmp_path,
+                       progress=False)
     assert sorted(other) == ["needle/test", "needle/train", "needle/val"]
     a, b = digests(other), digests(synth_run)
     assert all(a[k] != b[k] for k in other)

@@ -76,6 +76,9 @@ def synthesize(cfg: SynthConfig, tokenizer, out_dir: str | Path | None = None,
     from tqdm import tqdm
 
     out = Path(out_dir if out_dir is not None else cfg.out_dir)
+    if isinstance(tokenizer, (str, Path)):  # a saved tokenizer directory or a model name
+        from ..tokenizer import load_tokenizer
+        tokenizer = load_tokenizer(tokenizer)
     counter = as_counter(tokenizer)
     tasks = cfg.tasks.enabled()
     plans = {(t, s): plan(t, spec, s) for t, spec in tasks.items() for s in SPLITS}
