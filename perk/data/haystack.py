@@ -17,7 +17,7 @@ import itertools
 import random
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 from .lexicon import pool
 
