@@ -40,7 +40,7 @@ def train(cfg: BaselineConfig, model: torch.nn.Module, tokenizer, train_rows: li
         return {"loss": float(loss.detach()), "tokens": float(batch["attention_mask"].sum())}
 
     params = [p for p in model.parameters() if p.requires_grad]
-    return loop.run({"model": model}, [{"params": params, "lr": cfg.lr}], cfg, step_fn,
+    return loop.run({"model": model}, [{"params": params, "lr": cfg.lr, "name": "model"}], cfg, step_fn,
                     Path(cfg.out_dir) / "checkpoints",
                     eval_fn=(lambda: {"val_em": evaluate_em(model, tokenizer, val, device)}) if val else None,
                     log_fn=log_fn, desc="baseline", progress=progress)

@@ -81,6 +81,8 @@ class NeedleSpec(TaskSpec):
     num_keys: int = Field(4, ge=1, le=64, description="needles (facts) per context for multikey/multiquery")
     num_values: int = Field(4, ge=1, le=16, description="values per key for multivalue")
     num_queries: int = Field(2, ge=1, le=16, description="keys asked at once for multiquery")
+    ask_all_keys: bool = Field(True, description="train/val multikey: one row per key of each context "
+                               "(same context, every key asked), so one encode serves num_keys questions")
 
     @classmethod
     def allowed_subtasks(cls) -> set[str]:

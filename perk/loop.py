@@ -42,7 +42,6 @@ def run(modules: dict[str, torch.nn.Module], param_groups: list[dict], cfg: Trai
     """Train until cfg.steps; `step_fn(step)` computes the loss, calls backward, returns metrics."""
     opt = torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
-    params = [p for g in param_groups for p in g["params"]]
     start, last = 0, {}
     found = checkpoint.latest(ckpt_dir)
     if found is not None:
@@ -60,13 +59,18 @@ def run(modules: dict[str, torch.nn.Module], param_groups: list[dict], cfg: Trai
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         metrics = step_fn(step)
-        gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        if not torch.isfinite(gnorm):
-            raise FloatingPointError(f"{desc}: non-finite gradient norm at outer step {step}")
+        # Clip per group: meta-gradients of step sizes are orders of magnitude larger than the
+        # model's and would otherwise shrink every model update.
+        norms = {g.get("name", f"group{i}"): torch.nn.utils.clip_grad_norm_(g["params"], cfg.grad_clip)
+                 for i, g in enumerate(param_groups)}
+        for name, gn in norms.items():
+            if not torch.isfinite(gn):
+                raise FloatingPointError(f"{desc}: non-finite gradient norm of {name} at outer step {step}")
         opt.step()
         sched.step()
         after_step()
-        metrics = {**metrics, "grad_norm": float(gnorm), "lr": sched.get_last_lr()[0],
+        metrics = {**metrics, **{f"grad_norm/{n}": float(v) for n, v in norms.items()},
+                   "lr": sched.get_last_lr()[0],
                    "step_time_s": time.perf_counter() - t0}
         done = step + 1
         if eval_fn is not None and (done % cfg.eval_every == 0 or done == cfg.steps):

@@ -62,8 +62,13 @@ class _Sampler(threading.Thread):
 
 
 @contextmanager
-def peak_memory(device: torch.device | str = "cpu"):
-    """`with peak_memory(dev) as peak: ...` then `peak.mib` is the region's peak in MiB."""
+def peak_memory(device: torch.device | str = "cpu", baseline_mib: float | None = None):
+    """`with peak_memory(dev) as peak: ...` then `peak.mib` is the region's peak in MiB.
+
+    CPU: measured above `baseline_mib` (default: resident memory at entry). Pass the level taken
+    before any warm-up run when the region repeats earlier work: the C allocator keeps freed
+    small blocks, so a repeat may reuse them without raising resident memory at all.
+    """
     device = torch.device(device)
     peak = Peak()
     if device.type == "cuda":
@@ -75,7 +80,7 @@ def peak_memory(device: torch.device | str = "cpu"):
         peak.mib = (torch.cuda.max_memory_allocated(device) - start) / 2**20
         peak.method = "cuda.max_memory_allocated"
         return
-    start = rss_mib()
+    start = rss_mib() if baseline_mib is None else baseline_mib
     if _reset_hwm():
         yield peak
         peak.mib = max(0.0, _status_kib("VmHWM") / 1024 - start)

@@ -133,7 +133,7 @@ def add_lora(model: nn.Module, lora_cfg: LoraConfig):
     # peft freezes the base; restore the caller's choice (freeze it yourself for a pretrained base).
     for n, p in pmodel.base_model.model.named_parameters():
         if "lora_" not in n:
-            p.requires_grad_(trainable.get(n, False))
+            p.requires_grad_(trainable.get(n.replace(".base_layer", ""), False))
     return pmodel
 
 

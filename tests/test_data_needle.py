@@ -64,3 +64,27 @@ def test_needle_keys_and_values_come_from_the_split_pool(tiny_tokenizer):
         for e in needle.generate(SPEC, split, 10, 512, None, 3, tiny_tokenizer, subtask="multikey"):
             for k, v in NEEDLE_RE.findall(" ".join(e.context)):
                 assert k in pool("key", split) and v in pool("value", split)
+
+
+def test_multikey_train_rows_ask_every_key(tiny_tokenizer):
+    import re
+
+    from perk.config import NeedleSpec
+    from perk.data import needle
+
+    spec = NeedleSpec(subtasks=["multikey"], num_keys=4, chunk_tokens=64, train_lengths=[256], eval_lengths=[2048])
+    rows = [e.row() for e in needle.generate(spec, "train", 3, 256, None, 7, tiny_tokenizer)]
+    assert len(rows) == 12
+    by_context = {}
+    for r in rows:
+        by_context.setdefault(tuple(r["context"]), []).append(r)
+    assert len(by_context) == 3
+    for ctx, rs in by_context.items():
+        text = " ".join(ctx)
+        facts = dict(re.findall(r"special magic words for (\S+) is (\S+)\.", text))
+        asked = {re.search(r"for (\S+) mentioned", r["question"]).group(1): r["answer"] for r in rs}
+        assert asked == facts  # every key asked once, each with its own value
+        for r in rs:
+            assert r["supporting_facts"][0] in ctx[r["supporting_chunks"][0]]
+    test = needle.generate(spec, "test", 2, 256, 0.5, 7, tiny_tokenizer)
+    assert len(test) == 2  # test rows ask only the needle placed at the requested depth

@@ -50,8 +50,13 @@ def test_synthesize_writes_every_split_with_the_grid(synth_run, tiny_tokenizer):
             assert len(rows) == cells * (1 if task == "retrieval" else len(spec.depths))
             assert {r["target_tokens"] for r in rows} == set(spec.eval_lengths)
         else:
-            assert len(rows) == (spec.n_train if split == "train" else spec.n_val)
-            n = len(rows)
+            n = spec.n_train if split == "train" else spec.n_val
+            extra = 0
+            if task == "needle" and spec.ask_all_keys:  # multikey contexts asked once per key
+                extra = sum(1 for r in rows if r["subtask"] == "multikey" and "/k" in r["id"])
+                assert extra == (spec.num_keys - 1) * sum(1 for r in rows if r["subtask"] == "multikey"
+                                                         and "/k" not in r["id"])
+            assert len(rows) == n + extra
             assert {r["subtask"] for r in rows} == set(spec.subtasks[:n])  # spread evenly over subtasks
             assert all(r["target_depth"] is None or task == "retrieval" for r in rows)
         for r in rows:

@@ -5,6 +5,8 @@ distractor needles go to random depths. The wording is RULER's, with words as va
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..config import NeedleSpec
 from . import lexicon
 from .base import run
@@ -72,6 +74,26 @@ def generate(spec: NeedleSpec, split: str, n: int, target_tokens: int, depth: fl
             depths=[hay.fact_depths[i] for i in in_order],
             context_tokens=hay.total_tokens,
             extra={"anchor": asked[0], "anchor_depth": hay.fact_depths[asked[0]],
-                   "anchor_chunk": hay.fact_chunks[asked[0]], "facts": facts})
+                   "anchor_chunk": hay.fact_chunks[asked[0]], "facts": facts, "keys": keys, "values": values,
+                   "fact_chunks": hay.fact_chunks, "fact_depths": hay.fact_depths})
 
-    return run(TASK, build, spec.subtasks, split, n, target_tokens, depth, seed, counter, subtask, start)
+    exs = run(TASK, build, spec.subtasks, split, n, target_tokens, depth, seed, counter, subtask, start)
+    if spec.ask_all_keys and split != "test":
+        exs = [x for e in exs for x in _ask_every_key(e)]
+    return exs
+
+
+def _ask_every_key(e):
+    """A multikey example plus one sibling per distractor key: same context, another key asked."""
+    if e.subtask != "multikey":
+        return [e]
+    x = e.extra
+    out = [e]
+    for i, (key, value) in enumerate(zip(x["keys"], x["values"])):
+        if i == x["anchor"]:
+            continue
+        out.append(replace(e, id=f"{e.id}/k{i}", question=QUESTION.format(key=key),
+                           answer_prefix=PREFIX.format(key=key), answer=value,
+                           supporting_facts=[x["facts"][i]], supporting_chunks=[x["fact_chunks"][i]],
+                           depths=[x["fact_depths"][i]], target_depth=None))
+    return out

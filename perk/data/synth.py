@@ -109,8 +109,8 @@ def sample_corpus(n: int, seed: int = 0, length: int = 192) -> list[str]:
         task, split = combos[i % len(combos)]
         spec = getattr(specs, task)
         sub = spec.subtasks[(i // len(combos)) % len(spec.subtasks)]
-        (e,) = FAMILIES[task].generate(spec, split, 1, length, rng.random(), seed, counter,
-                                       subtask=sub, start=i)
+        e = FAMILIES[task].generate(spec, split, 1, length, rng.random(), seed, counter,
+                                    subtask=sub, start=i)[0]
         texts.append(" ".join(e.context) + f"\n{e.question}\n{e.answer_prefix} {e.answer}".rstrip())
     return texts
 

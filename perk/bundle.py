@@ -1,0 +1,39 @@
+"""The trained PERK system as one module: base LM with the LoRA memory (its init is meta-learned),
+learned inner step sizes and the token-weighting net; built from params, saved as safetensors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .artifacts import load_modules, save_modules
+from .config import Params
+
+
+class PerkBundle(torch.nn.Module):
+    def __init__(self, p: Params, tokenizer, base: torch.nn.Module | None = None):
+        super().__init__()
+        from .meta import LearnedStepSizes
+        from .model import TokenWeightNet, add_lora, load_model, lora_parameters
+
+        base = base if base is not None else load_model(p.model, tokenizer)
+        if p.model.name != "tiny":  # a pretrained base stays frozen; only the tiny one is meta-trained
+            base.requires_grad_(False)
+        self.lm = add_lora(base, p.lora)
+        n = len(lora_parameters(self.lm))
+        i = p.inner
+        self.step_sizes = LearnedStepSizes(n, i.steps, i.lr_init, i.lr_min, i.lr_max)
+        self.weight_net = TokenWeightNet(self.lm.config.hidden_size if hasattr(self.lm.config, "hidden_size")
+                                         else self.lm.config.n_embd)
+        self.inner = i
+
+    @property
+    def hidden_size(self) -> int:
+        return self.weight_net.fc1.in_features
+
+    def save(self, path: str | Path, metadata: dict | None = None) -> Path:
+        # a named pretrained base is frozen: store only what training changed
+        return save_modules(path, {"perk": self}, trainable_only=True, metadata=metadata)
+
+    def load(self, path: str | Path) -> dict:
+        return load_modules(path, {"perk": self})
