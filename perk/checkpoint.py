@@ -25,7 +25,7 @@ _INTKEYS = "__intkeys__"
 
 def _flatten(obj: Any, prefix: str, out: dict[str, torch.Tensor]) -> Any:
     if isinstance(obj, torch.Tensor):
-        out[prefix] = obj.detach().cpu().contiguous()
+        out[prefix] = obj.detach().cpu().clone()  # tied weights share storage; safetensors needs copies
         return {_TENSOR: prefix}
     if isinstance(obj, dict):
         int_keys = all(isinstance(k, int) for k in obj) and bool(obj)

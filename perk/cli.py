@@ -46,6 +46,26 @@ def cmd_synth(args) -> None:
         print(f"{name}: {path}")
 
 
+STAGE_COMMANDS = [
+    ("pretrain", "pretrain", "LM-pretrain the tiny base model on haystack text (no-op for a named model)."),
+    ("train", "meta_train", "Meta-train PERK (inner loop encodes the context into LoRA; outer loop learns to "
+     "answer from it); resumes from the last checkpoint after a kill."),
+    ("baseline", "baseline", "Fine-tune the prompt-based long-context baseline (FT-ICR) on the same data."),
+    ("evaluate", "evaluate", "Evaluate PERK and the baseline over task x length x depth; resumable per cell."),
+    ("profile", "profile", "Profile peak memory and latency vs context length, PERK vs prompt-based."),
+]
+
+
+def _stage_runner(stage: str):
+    def run(args) -> None:
+        from . import stages
+        if stage not in stages.STAGES:
+            raise ConfigError(f"stage {stage!r} is not available in this version")
+        out = stages.STAGES[stage](_load(args), progress=not args.no_progress)
+        print(f"{stage}: {out}")
+    return run
+
+
 def cmd_bench(args) -> None:
     from .bench import run_bench
     run_bench(args.what, _load(args), args)
@@ -68,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Train the byte-level BPE of the tiny profile on generator text, or copy "
                         "model.name's tokenizer from a local directory / the HF cache.")
     _common(sp)
+    sp.add_argument("--no-progress", action="store_true", help="accepted for symmetry with other stages")
     sp.set_defaults(func=cmd_tokenizer)
 
     sp = sub.add_parser("synth", help="synthesize long-context tasks into Parquet",
@@ -80,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--tasks", help="comma-separated task families to generate (default: those enabled in params)")
     sp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     sp.set_defaults(func=cmd_synth)
+
+    for name, stage, helptext in STAGE_COMMANDS:
+        sp = sub.add_parser(name, help=helptext, description=helptext + " Parameters come from params.yaml "
+                            f"(section {stage!r} and the sections it builds on); override with -P key=value.")
+        _common(sp)
+        sp.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        sp.set_defaults(func=_stage_runner(stage))
 
     sp = sub.add_parser("bench", help="print throughput benchmarks",
                         description="Benchmarks that print figures: `synth` = synthesis throughput "
@@ -100,10 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .data.io import DataError
+    from .meta.inner import InnerLoopError
+    from .model import ModelLoadError
     try:
         args.func(args)
-    except (ConfigError, DataError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, ModelLoadError, InnerLoopError) as err:  # incl. ConfigError, DataError
+        if os.environ.get("PERK_DEBUG"):
+            raise
         print(f"perk {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

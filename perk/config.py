@@ -138,7 +138,7 @@ class SynthConfig(Section):
 
 class TokenizerConfig(Section):
     out_dir: str = "data/tokenizer"
-    vocab_size: int = Field(4096, ge=256, le=262144)
+    vocab_size: int = Field(6144, ge=256, le=262144)
     corpus_texts: int = Field(4000, ge=100, description="generator texts sampled to train the tiny tokenizer")
 
 
@@ -220,10 +220,58 @@ class TrainLoopConfig(Section):
         return v
 
 
+class PretrainConfig(Section):
+    """LM pretraining of the tiny base on haystack chunks before meta-training (0 steps: off)."""
+    steps: int = Field(400, ge=0)
+    lr: float = Field(3e-3, gt=0, le=1.0)
+    out_dir: str = "data/pretrain"
+
+
+class MetaTrainConfig(TrainLoopConfig):
+    """PERK's outer loop. Learned step sizes and the weighting net have their own learning rates."""
+    out_dir: str = "data/meta_train"
+    steps: int = Field(700, ge=1)
+    batch_size: int = Field(1, ge=1, description="contexts (episodes) per step; each asks all its questions")
+    lr: float = Field(2e-3, gt=0, le=1.0)
+    lr_step_sizes: float = Field(1e-2, gt=0, le=1.0)
+    lr_weight_net: float = Field(3e-3, gt=0, le=1.0)
+    aux_weight: float = Field(1.0, ge=0, description="weight of the weighting net's supporting-span BCE")
+    support_span: Literal["answer", "sentence"] = "answer"
+    max_questions: int = Field(0, ge=0, description="questions per episode (0: all)")
+
+
 class BaselineConfig(TrainLoopConfig):
     """Prompt-based long-context fine-tuning (FT-ICR): context in the prompt -> answer."""
     out_dir: str = "data/baseline"
     lr: float = Field(1e-3, gt=0, le=1.0)
+
+
+class EvalConfig(Section):
+    tasks: list[str] = Field(default_factory=lambda: ["needle/multikey"], description="family/subtask list")
+    methods: list[Literal["perk", "baseline"]] = Field(default_factory=lambda: ["perk", "baseline"])
+    per_cell: int = Field(10, ge=1, description="test examples per (length, depth) cell")
+    max_new_tokens: int = Field(8, ge=1)
+    micro_batch: int = Field(16, ge=1, description="chunks per micro-batch in the test-time encode")
+    out_dir: str = "data/eval"
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks(cls, v: list[str]) -> list[str]:
+        for t in v:
+            TrainLoopConfig(task=t)
+        return v
+
+
+class ProfileConfig(Section):
+    lengths: list[int] = Field(default_factory=lambda: [512, 1024, 2048, 4096, 8192])
+    micro_batches: list[int] = Field(default_factory=lambda: [1, 4, 16])
+    prompt: bool = Field(True, description="also profile prompt-based inference")
+    warmup: int = Field(1, ge=0)
+    repeats: int = Field(2, ge=1)
+    new_tokens: int = Field(8, ge=1)
+    timeout_s: float = Field(180.0, gt=0, description="per point; slower points are recorded as timeout")
+    memory_limit_mb: int | None = Field(None, ge=64, description="per-point address-space cap (forces OOM)")
+    out_dir: str = "data/profile"
 
 
 class Params(Section):
@@ -233,7 +281,11 @@ class Params(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     lora: LoraConfig = Field(default_factory=LoraConfig)
     inner: InnerConfig = Field(default_factory=InnerConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    meta_train: MetaTrainConfig = Field(default_factory=MetaTrainConfig)
     baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    evaluate: EvalConfig = Field(default_factory=EvalConfig)
+    profile: ProfileConfig = Field(default_factory=ProfileConfig)
 
 
 # ---------------------------------------------------------------- loading

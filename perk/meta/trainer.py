@@ -1,0 +1,159 @@
+"""Meta-training: the outer loop that teaches the model to answer from the adapter.
+
+One episode = one context and every question asked about it. The inner loop encodes the
+context's chunks into fast LoRA weights; the outer loss is the answer loss of the adapted model
+on the questions with NO context in the prompt. Meta-gradients reach the LoRA init, the learned
+step sizes, the token-weighting net and (tiny profile) the base model. The weighting net also
+gets an auxiliary loss against the supporting-fact spans the training data records, so at test
+time it picks the facts out of the haystack with no labels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .. import loop
+from ..prompts import answer_target, question_prompt, qa_batch
+from .inner import chunk_batch, encode, token_losses
+
+
+@dataclass
+class Episode:
+    id: str
+    chunks: dict[str, torch.Tensor]  # chunk_batch output, with support_mask
+    questions: dict[str, torch.Tensor]  # qa_batch output: all questions about this context
+
+
+def _support_spans(chunk: str, fact: str, answer: str, mode: str) -> list[tuple[int, int]]:
+    s = chunk.find(fact)
+    if s < 0:
+        return []
+    a = fact.rfind(answer) if mode == "answer" else -1
+    return [(s + a, s + a + len(answer))] if a >= 0 else [(s, s + len(fact))]
+
+
+def make_episodes(rows: list[dict], tokenizer, span_mode: str = "answer", max_questions: int = 0) -> list[Episode]:
+    """Group rows by context: one encode serves every question about the same context."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r["context"]), []).append(r)
+    episodes = []
+    for ctx, rs in groups.items():
+        rs = rs[:max_questions] if max_questions else rs
+        spans: list[list[tuple[int, int]]] = [[] for _ in ctx]
+        for r in rs:
+            for fact, ci in zip(r["supporting_facts"], r["supporting_chunks"]):
+                spans[ci] += _support_spans(ctx[ci], fact, r["answer"], span_mode)
+        episodes.append(Episode(
+            id=rs[0]["id"], chunks=chunk_batch(tokenizer, list(ctx), supports=spans),
+            questions=qa_batch(tokenizer, [question_prompt(r) for r in rs], [answer_target(r) for r in rs])))
+    return episodes
+
+
+def answer_loss_em(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean CE over answer tokens and per-question exact match of the greedy answer (teacher-forced
+    argmax over every answer token and the closing eos: equal to greedy decoding's answer)."""
+    lg, lb = logits[:, :-1], labels[:, 1:]
+    loss = F.cross_entropy(lg.flatten(0, 1).float(), lb.flatten(), ignore_index=-100)
+    ok = (lg.argmax(-1) == lb) | (lb == -100)
+    return loss, ok.all(-1).float()
+
+
+def episode_forward(bundle, ep: Episode, train: bool, aux: bool = False):
+    """Encode, then answer. Returns (answer loss, per-question EM, aux BCE or None, inner losses)."""
+    cfg = bundle.inner
+    net = bundle.weight_net if cfg.weighting == "net" else None
+    enc = encode(bundle.lm, ep.chunks, cfg, bundle.step_sizes, net, engine=cfg.engine, train=train,
+                 example_id=ep.id, return_weight_logits=train and aux and net is not None)
+    q = ep.questions
+    with torch.set_grad_enabled(train):
+        out = enc.forward(input_ids=q["input_ids"], attention_mask=q["attention_mask"])
+        loss, em = answer_loss_em(out.logits, q["labels"])
+    bce = None
+    if enc.weight_logits is not None:
+        ch = ep.chunks
+        mask = (ch["loss_mask"][:, 1:] * ch["attention_mask"][:, 1:]).float()
+        target = ch["support_mask"][:, 1:].float()
+        per_tok = F.binary_cross_entropy_with_logits(enc.weight_logits.float(), target, reduction="none")
+        bce = (per_tok * mask).sum() / mask.sum().clamp_min(1.0)
+    return loss, em, bce, enc.inner_losses
+
+
+@torch.no_grad()
+def evaluate_em(bundle, episodes: list[Episode], with_inner: bool = True) -> float:
+    """Validation EM; `with_inner=False` answers with the LoRA init (no context at all): chance level
+    proves the knowledge comes from the adapter, not the base."""
+    bundle.eval()
+    ems = []
+    for ep in episodes:
+        if with_inner:
+            _, em, _, _ = episode_forward(bundle, ep, train=False)
+        else:
+            q = ep.questions
+            out = bundle.lm(input_ids=q["input_ids"], attention_mask=q["attention_mask"])
+            em = answer_loss_em(out.logits, q["labels"])[1]
+        ems.append(em)
+    bundle.train()
+    return float(torch.cat(ems).mean()) if ems else 0.0
+
+
+def pretrain_base(model, episodes: list[Episode], steps: int, lr: float, seed: int,
+                  log_fn: Callable[[dict, int], None] = lambda m, s: None, progress: bool = True) -> None:
+    """LM pretraining of the tiny base on the haystack chunks (PERK assumes a pretrained base)."""
+    from tqdm.auto import tqdm
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    sched = loop.warmup_cosine(opt, min(50, steps // 10), steps)
+    for step in tqdm(range(steps), desc="pretrain", disable=not progress, dynamic_ncols=True):
+        ep = episodes[loop.batch_indices(seed + 7, step, len(episodes), 1)[0]]
+        ch = ep.chunks
+        out = model(input_ids=ch["input_ids"], attention_mask=ch["attention_mask"])
+        mask = (ch["loss_mask"][:, 1:] * ch["attention_mask"][:, 1:]).float()
+        loss = (token_losses(out.logits, ch["input_ids"]) * mask).sum() / mask.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        if step % 10 == 0 or step == steps - 1:
+            log_fn({"pretrain_lm_loss": float(loss.detach())}, step)
+
+
+def meta_train(bundle, cfg, train_eps: list[Episode], val_eps: list[Episode], seed: int,
+               log_fn: Callable[[dict, int], None] = lambda m, s: None, progress: bool = True,
+               ckpt_dir=None) -> dict[str, float]:
+    """Outer loop (cfg: MetaTrainConfig). Checkpoints in ckpt_dir; a rerun resumes exactly."""
+    if not train_eps:
+        raise ValueError(f"meta_train: no training episodes for task {cfg.task!r}")
+    use_aux = cfg.aux_weight > 0 and bundle.inner.weighting == "net"
+    model_params = [p for p in bundle.lm.parameters() if p.requires_grad]
+    groups = [{"params": model_params, "lr": cfg.lr, "name": "model"},
+              {"params": list(bundle.step_sizes.parameters()), "lr": cfg.lr_step_sizes, "name": "step_sizes"},
+              {"params": list(bundle.weight_net.parameters()), "lr": cfg.lr_weight_net, "name": "weight_net"}]
+    val = val_eps[:cfg.eval_examples]
+
+    def step_fn(step: int) -> dict[str, float]:
+        tot = {"loss": 0.0, "train_em": 0.0, "aux_bce": 0.0, "inner_loss_first": 0.0, "inner_loss_last": 0.0}
+        for i in loop.batch_indices(seed, step, len(train_eps), cfg.batch_size):
+            loss, em, bce, inner = episode_forward(bundle, train_eps[i], train=True, aux=use_aux)
+            obj = loss + (cfg.aux_weight * bce if bce is not None else 0.0)
+            (obj / cfg.batch_size).backward()
+            n = cfg.batch_size
+            tot["loss"] += float(loss.detach()) / n
+            tot["train_em"] += float(em.mean()) / n
+            tot["aux_bce"] += (float(bce.detach()) if bce is not None else 0.0) / n
+            tot["inner_loss_first"] += inner[0] / n
+            tot["inner_loss_last"] += inner[-1] / n
+        lrs = bundle.step_sizes.log_lr.detach().exp()
+        tot.update({"inner_lr_median": float(lrs.median()), "inner_lr_max": float(lrs.max())})
+        return tot
+
+    def eval_fn() -> dict[str, float]:
+        return {"val_em": evaluate_em(bundle, val)}
+
+    return loop.run({"bundle": bundle}, groups, cfg, step_fn, ckpt_dir, eval_fn=eval_fn if val else None,
+                    log_fn=log_fn, after_step=bundle.step_sizes.project_, desc="meta-train", progress=progress)
