@@ -22,7 +22,7 @@ def evaluate_em(model, tokenizer, rows: list[dict], device="cpu") -> float:
 
 def train(cfg: BaselineConfig, model: torch.nn.Module, tokenizer, train_rows: list[dict], val_rows: list[dict],
           seed: int, log_fn: Callable[[dict, int], None] = lambda m, s: None, progress: bool = True,
-          device="cpu") -> dict[str, float]:
+          device="cpu", fingerprint: str = "") -> dict[str, float]:
     """Fine-tune all weights of `model` in place; checkpoints under cfg.out_dir/checkpoints."""
     if not train_rows:
         raise ValueError(f"baseline: no training rows for task {cfg.task!r}")
@@ -43,4 +43,4 @@ def train(cfg: BaselineConfig, model: torch.nn.Module, tokenizer, train_rows: li
     return loop.run({"model": model}, [{"params": params, "lr": cfg.lr, "name": "model"}], cfg, step_fn,
                     Path(cfg.out_dir) / "checkpoints",
                     eval_fn=(lambda: {"val_em": evaluate_em(model, tokenizer, val, device)}) if val else None,
-                    log_fn=log_fn, desc="baseline", progress=progress)
+                    log_fn=log_fn, desc="baseline", progress=progress, fingerprint=fingerprint)

@@ -98,6 +98,11 @@ def load(directory: str | Path) -> dict:
     return _unflatten(skeleton, tensors)
 
 
+def peek(directory: str | Path, key: str):
+    """A top-level JSON value of a checkpoint, without loading its tensors."""
+    return json.loads((Path(directory) / "state.json").read_text()).get(key)
+
+
 def latest(root: str | Path) -> Path | None:
     """The newest complete `step-*` checkpoint under `root` (temp dirs from a kill are ignored)."""
     root = Path(root)
@@ -117,5 +122,5 @@ def prune(root: str | Path, keep: int = 2) -> None:
     for p in root.glob(".step-*"):
         shutil.rmtree(p, ignore_errors=True)
     done = sorted(p for p in root.glob("step-*") if (p / "state.json").exists())
-    for p in done[:-keep]:
+    for p in (done[:-keep] if keep else done):
         shutil.rmtree(p, ignore_errors=True)

@@ -38,12 +38,20 @@ def run(modules: dict[str, torch.nn.Module], param_groups: list[dict], cfg: Trai
         eval_fn: Callable[[], dict[str, float]] | None = None,
         log_fn: Callable[[dict[str, float], int], None] = lambda m, s: None,
         after_step: Callable[[], None] = lambda: None, desc: str = "train",
-        progress: bool = True) -> dict[str, float]:
-    """Train until cfg.steps; `step_fn(step)` computes the loss, calls backward, returns metrics."""
+        progress: bool = True, fingerprint: str = "") -> dict[str, float]:
+    """Train until cfg.steps; `step_fn(step)` computes the loss, calls backward, returns metrics.
+
+    `fingerprint` identifies the run's inputs (params, data); checkpoints written under another
+    fingerprint are discarded instead of resumed.
+    """
     opt = torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
     start, last = 0, {}
     found = checkpoint.latest(ckpt_dir)
+    if found is not None and (checkpoint.peek(found, "fingerprint") or "") != fingerprint:
+        print(f"{desc}: checkpoints in {ckpt_dir} come from other params/data; starting fresh")
+        checkpoint.prune(ckpt_dir, keep=0)
+        found = None
     if found is not None:
         state = checkpoint.load(found)
         for name, mod in modules.items():
@@ -82,6 +90,6 @@ def run(modules: dict[str, torch.nn.Module], param_groups: list[dict], cfg: Trai
             checkpoint.save(checkpoint.step_dir(ckpt_dir, done), {
                 "step": done, "modules": {n: m.state_dict() for n, m in modules.items()},
                 "optim": opt.state_dict(), "sched": sched.state_dict(),
-                "rng": checkpoint.rng_state(), "last": last})
+                "rng": checkpoint.rng_state(), "last": last, "fingerprint": fingerprint})
             checkpoint.prune(ckpt_dir, keep=2)
     return last

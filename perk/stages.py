@@ -5,6 +5,7 @@ running the pipeline cannot drift apart. Each stage writes its outputs atomicall
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from .config import Params
@@ -81,6 +82,17 @@ def load_perk(p: Params, tok, artifacts: str | Path | None = None):
     return bundle
 
 
+def fingerprint(p: Params, *sections: str, files: tuple[Path, ...] = ()) -> str:
+    """Hash of the given params sections and input files: what a checkpoint or cached cell was made from."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256(json.dumps({s: p.model_dump(mode="json")[s] for s in sections}, sort_keys=True).encode())
+    for f in files:
+        h.update(Path(f).read_bytes() if Path(f).exists() else b"-")
+    return h.hexdigest()[:16]
+
+
 def _write_json(path: Path, obj) -> Path:
     import json
 
@@ -134,8 +146,10 @@ def meta_train(p: Params, progress: bool = True) -> Path:
     val_eps = make_episodes(_rows(p, cfg.task, "val"), tok, span)[:cfg.eval_examples]
     bundle = PerkBundle(p, tok, base=load_base(p, tok))
     with tracking.run("meta_train", p, task=cfg.task.split("/")[0], run_name=f"perk-{cfg.task}") as run:
+        fp = fingerprint(p, "seed", "model", "lora", "inner", "meta_train", "synth",
+                         files=(_base_path(p), Path(p.tokenizer.out_dir) / "tokenizer.json"))
         last = train(bundle, cfg, train_eps, val_eps, p.seed, tracking.log_metrics, progress,
-                     ckpt_dir=out / "checkpoints")
+                     ckpt_dir=out / "checkpoints", fingerprint=fp)
         final = {"val_em": evaluate_em(bundle, val_eps),
                  "val_em_no_inner": evaluate_em(bundle, val_eps, with_inner=False),
                  "train_loss": last.get("loss"), "steps": cfg.steps}
@@ -165,7 +179,9 @@ def baseline(p: Params, progress: bool = True) -> Path:
     train_rows, val_rows = _rows(p, cfg.task, "train"), _rows(p, cfg.task, "val")[:cfg.eval_examples]
     dev = device()
     with tracking.run("baseline", p, task=cfg.task.split("/")[0], run_name=f"baseline-{cfg.task}") as run:
-        train(cfg, model, tok, train_rows, val_rows, p.seed, tracking.log_metrics, progress, dev)
+        fp = fingerprint(p, "seed", "model", "baseline", "synth",
+                         files=(_base_path(p), Path(p.tokenizer.out_dir) / "tokenizer.json"))
+        train(cfg, model, tok, train_rows, val_rows, p.seed, tracking.log_metrics, progress, dev, fp)
         final = {"val_em": evaluate_em(model, tok, val_rows, dev), "steps": cfg.steps}
         tracking.log_metrics({"val_em": final["val_em"]}, cfg.steps)
         path = save_modules(out / "model.safetensors", {"base": model.cpu()}, metadata={"task": cfg.task})
@@ -217,9 +233,16 @@ def evaluate(p: Params, progress: bool = True) -> Path:
             "baseline.long_context": "out_of_range beyond max_position_embeddings (no truncation, no interpolation)"}
     family = cfg.tasks[0].split("/")[0]
     with tracking.run("evaluate", p, task=family, run_name="evaluate", tags={k: v for k, v in tags.items() if v}):
+        # cached cells are keyed by the artifacts and params that produced them: stale ones never count
+        fp = fingerprint(p, "evaluate", "inner", "model", "lora", "synth", files=(
+            Path(p.meta_train.out_dir) / "perk.safetensors", Path(p.baseline.out_dir) / "model.safetensors"))
+        cells = out / "cells" / fp
+        for old in (out / "cells").glob("*"):
+            if old != cells:
+                shutil.rmtree(old, ignore_errors=True)
         preds = []
         for task in cfg.tasks:
-            preds += run_cells(answerers, task, _rows(p, task, "test"), cfg.per_cell, out / "cells", progress)
+            preds += run_cells(answerers, task, _rows(p, task, "test"), cfg.per_cell, cells, progress)
         summary = summarize(preds)
         table = pa.Table.from_pylist(preds, schema=PRED_SCHEMA)
         atomic_write_bytes(out / "predictions.parquet", lambda tmp: pq.write_table(table, tmp))

@@ -54,3 +54,20 @@ def test_warmup_cosine_shape():
         opt.step(); sched.step()
     assert lrs[0] == 0.5 and lrs[1] == 1.0 and lrs[-1] < 0.05
     assert all(a >= b for a, b in zip(lrs[1:], lrs[2:]))
+
+
+def test_checkpoints_of_other_inputs_are_not_resumed(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 1)
+    cfg = TrainLoopConfig(steps=2, checkpoint_every=1, eval_every=10)
+
+    def step_fn(step):
+        model(torch.ones(1, 2)).sum().backward()
+        return {"loss": 0.0}
+    loop.run({"m": model}, [{"params": list(model.parameters()), "lr": 0.1}], cfg, step_fn, tmp_path,
+             progress=False, fingerprint="a")
+    calls = []
+    loop.run({"m": model}, [{"params": list(model.parameters()), "lr": 0.1}], cfg,
+             lambda s: calls.append(s) or step_fn(s), tmp_path, progress=False, fingerprint="b")
+    assert calls == [0, 1], "a run with other inputs must start from step 0"
+    assert "other params/data" in capsys.readouterr().out

@@ -125,7 +125,7 @@ def pretrain_base(model, episodes: list[Episode], steps: int, lr: float, seed: i
 
 def meta_train(bundle, cfg, train_eps: list[Episode], val_eps: list[Episode], seed: int,
                log_fn: Callable[[dict, int], None] = lambda m, s: None, progress: bool = True,
-               ckpt_dir=None) -> dict[str, float]:
+               ckpt_dir=None, fingerprint: str = "") -> dict[str, float]:
     """Outer loop (cfg: MetaTrainConfig). Checkpoints in ckpt_dir; a rerun resumes exactly."""
     if not train_eps:
         raise ValueError(f"meta_train: no training episodes for task {cfg.task!r}")
@@ -156,4 +156,5 @@ def meta_train(bundle, cfg, train_eps: list[Episode], val_eps: list[Episode], se
         return {"val_em": evaluate_em(bundle, val)}
 
     return loop.run({"bundle": bundle}, groups, cfg, step_fn, ckpt_dir, eval_fn=eval_fn if val else None,
-                    log_fn=log_fn, after_step=bundle.step_sizes.project_, desc="meta-train", progress=progress)
+                    log_fn=log_fn, after_step=bundle.step_sizes.project_, desc="meta-train", progress=progress,
+                    fingerprint=fingerprint)

@@ -1,0 +1,112 @@
+"""The whole pipeline on the micro profile, run the way users run it: `dvc repro` and `perk`."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _env(root: Path) -> dict:
+    env = dict(os.environ, PERK_ROOT=str(root), MLFLOW_DISABLE_TELEMETRY="true", HF_HUB_OFFLINE="1",
+               PATH=f"{BIN}:{os.environ['PATH']}", PYTHONUNBUFFERED="1")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def _project(tmp_path: Path) -> Path:
+    """A fresh copy of the tracked project with the micro params, as its own git + DVC repo."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    dst = tmp_path / "proj"
+    for f in files:
+        if (ROOT / f).is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, dst / f)
+    shutil.copy(ROOT / "tests" / "micro_params.yaml", dst / "params.yaml")
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=dst, check=True)
+    return dst
+
+
+def _run(cmd, cwd, timeout=600):
+    r = subprocess.run(cmd, cwd=cwd, env=_env(cwd), capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, f"{cmd} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r.stdout + r.stderr
+
+
+def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
+    proj = _project(tmp_path)
+    _run([str(BIN / "dvc"), "repro"], proj)
+    d = proj / "data"
+    for f in ("synth/needle/test.parquet", "pretrain/base.safetensors", "meta_train/perk.safetensors",
+              "baseline/model.safetensors", "eval/metrics.json", "eval/predictions.parquet",
+              "eval/plots/needle_multikey_accuracy.png", "eval/plots/needle_multikey_perk_heatmap.png",
+              "profile/points.csv", "profile/metrics.json", "profile/plots/memory_vs_length.png"):
+        assert (d / f).exists(), f
+    metrics = json.loads((d / "eval" / "metrics.json").read_text())
+    assert set(metrics) == {"perk", "baseline"}
+    assert "em_1024" in metrics["perk"]["needle_multikey"]
+    prof = json.loads((d / "profile" / "metrics.json").read_text())
+    assert set(prof["memory_growth"]) == {"perk_mb4", "prompt"}
+    again = _run([str(BIN / "dvc"), "repro"], proj)
+    assert "Data and pipelines are up to date" in again, again
+    shown = _run([str(BIN / "dvc"), "metrics", "show"], proj)
+    assert "em_1024" in shown
+    # every stage logged an MLflow run, all FINISHED
+    import mlflow
+    mlflow.set_tracking_uri(f"sqlite:///{proj}/mlruns/mlflow.db")
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    stages = {r.data.tags.get("stage"): r.info.status for r in runs}
+    assert {k: stages.get(k) for k in ("pretrain", "meta_train", "baseline", "evaluate", "profile")} == \
+        dict.fromkeys(("pretrain", "meta_train", "baseline", "evaluate", "profile"), "FINISHED")
+
+
+def test_kill_9_during_meta_train_resumes_to_the_same_adapter(tmp_path):
+    proj = _project(tmp_path)
+    for stage in ("tokenizer", "synth", "pretrain"):
+        _run([str(BIN / "perk"), stage, "--no-progress"], proj)
+    args = ["-P", "meta_train.steps=24", "-P", "meta_train.checkpoint_every=4", "-P", "meta_train.eval_every=100"]
+    _run([str(BIN / "perk"), "train", "--no-progress", *args, "-P", "meta_train.out_dir=data/ref"], proj)
+    ref = load_file(proj / "data/ref/perk.safetensors")
+
+    proc = subprocess.Popen([str(BIN / "perk"), "train", "--no-progress", *args], cwd=proj, env=_env(proj),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ckpts = proj / "data/meta_train/checkpoints"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(ckpts.glob("step-0000008")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (proj / "data/meta_train/perk.safetensors").exists(), "killed too late to test resume"
+    out = _run([str(BIN / "perk"), "train", "--no-progress", *args], proj)
+    assert "resuming from" in out
+    got = load_file(proj / "data/meta_train/perk.safetensors")
+    assert ref.keys() == got.keys()
+    assert all((ref[k] == got[k]).all() for k in ref), "resumed run differs from the uninterrupted one"
+
+
+@pytest.mark.parametrize("command, override, needle", [
+    ("train", "inner.engine=jax", "inner.engine"),
+    ("train", "inner.steps=0", "inner.steps"),
+    ("train", "meta_train.lr=-1", "meta_train.lr"),
+    ("train", "lora.rank=0", "lora.rank"),
+    ("train", "meta_train.task=needle/nope", "unknown subtask"),
+    ("tokenizer", "model.name=/nonexistent/model", "no tokenizer at '/nonexistent/model'"),
+    ("train", "synth.out_dir=/nonexistent", "run `perk tokenizer`"),
+])
+def test_bad_inputs_fail_clearly(tmp_path, command, override, needle):
+    proj = tmp_path
+    shutil.copy(ROOT / "tests" / "micro_params.yaml", proj / "params.yaml")
+    r = subprocess.run([str(BIN / "perk"), command, "--no-progress", "-P", override], cwd=proj, env=_env(proj),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert needle in r.stderr and "Traceback" not in r.stderr
