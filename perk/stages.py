@@ -234,15 +234,19 @@ def evaluate(p: Params, progress: bool = True) -> Path:
     family = cfg.tasks[0].split("/")[0]
     with tracking.run("evaluate", p, task=family, run_name="evaluate", tags={k: v for k, v in tags.items() if v}):
         # cached cells are keyed by the artifacts and params that produced them: stale ones never count
-        fp = fingerprint(p, "evaluate", "inner", "model", "lora", "synth", files=(
+        # (only_lengths is left out: shards of one grid share its cache)
+        shardless = p.model_copy(update={"evaluate": cfg.model_copy(update={"only_lengths": None})})
+        fp = fingerprint(shardless, "evaluate", "inner", "model", "lora", "synth", files=(
             Path(p.meta_train.out_dir) / "perk.safetensors", Path(p.baseline.out_dir) / "model.safetensors"))
         cells = out / "cells" / fp
-        for old in (out / "cells").glob("*"):
-            if old != cells:
-                shutil.rmtree(old, ignore_errors=True)
+        if not cfg.only_lengths:  # a shard must not delete what a sibling shard is writing
+            for old in (out / "cells").glob("*"):
+                if old != cells:
+                    shutil.rmtree(old, ignore_errors=True)
         preds = []
         for task in cfg.tasks:
-            preds += run_cells(answerers, task, _rows(p, task, "test"), cfg.per_cell, cells, progress)
+            rows = [r for r in _rows(p, task, "test") if not cfg.only_lengths or r["target_tokens"] in cfg.only_lengths]
+            preds += run_cells(answerers, task, rows, cfg.per_cell, cells, progress)
         summary = summarize(preds)
         table = pa.Table.from_pylist(preds, schema=PRED_SCHEMA)
         atomic_write_bytes(out / "predictions.parquet", lambda tmp: pq.write_table(table, tmp))
@@ -291,6 +295,16 @@ def evaluate(p: Params, progress: bool = True) -> Path:
         tracking.log_artifact(out / "metrics.json")
         tracking.log_artifact(out / "predictions.parquet")
     return out / "metrics.json"
+
+
+def _evaluate_shards(p: Params) -> list[list[str]]:
+    """Fan-out hook for the Prefect flow: one shard per evaluation length (overrides per shard)."""
+    lengths = sorted({L for t in p.evaluate.tasks for L in getattr(p.synth.tasks, t.split("/")[0]).eval_lengths})
+    return [[f"evaluate.only_lengths=[{L}]"] for L in lengths]
+
+
+evaluate.cells = _evaluate_shards  # the flow runs each shard as its own task,
+evaluate.merge = evaluate           # then the full-grid call reuses every cached cell and summarizes
 
 
 def profile(p: Params, progress: bool = True) -> Path:
