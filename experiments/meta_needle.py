@@ -142,29 +142,79 @@ def evaluate(perk: Perk, eps: list[Episode], icfg: InnerConfig, weighting: str) 
 
 # ------------------------------------------------------------------ training
 
-def pretrain_lm(perk: Perk, eps: list[Episode], steps: int, lr: float, batch: int, log) -> None:
-    """Plain LM pretraining of the base (LoRA at init) on the haystack chunks and the questions."""
+class Exposure:
+    """Needle-format sentences with train keys and values from *every* split, as plain LM text.
+
+    A model trained from scratch has never seen held-out value words, and softmax training pushes
+    unseen tokens down; a pretrained LM knows every word. This stands in for that knowledge: the
+    key-value pairs are random, so nothing about any evaluation context is learned.
+    """
+
+    def __init__(self, tok, keys, values, seed=0, rows=2, per_row=5):
+        import random
+        self.tok, self.keys, self.values = tok, list(keys), list(values)
+        self.rng, self.rows, self.per_row = random.Random(seed), rows, per_row
+
+    def batch(self):
+        texts = [" ".join(f"One of the special magic words for {self.rng.choice(self.keys)} is "
+                          f"{self.rng.choice(self.values)}." for _ in range(self.per_row)) for _ in range(self.rows)]
+        enc = self.tok(texts, add_special_tokens=False, padding=True, return_tensors="pt")
+        return enc["input_ids"], enc["attention_mask"]
+
+    def loss(self, lm):
+        ids, att = self.batch()
+        out = lm(input_ids=ids, attention_mask=att)
+        tm = att[:, 1:].float()
+        return (token_losses(out.logits, ids) * tm).sum() / tm.sum()
+
+
+
+def pretrain_lm(perk: Perk, eps: list[Episode], steps: int, lr: float, net_lr: float, log, expo=None) -> None:
+    """Plain LM pretraining of the base (LoRA at init) on the haystack chunks; at the same time the
+    weighting net learns (BCE) to pick out the supporting spans from the base's hidden states, so
+    meta-training starts with a net that already weights the facts."""
     if steps <= 0:
         return
-    opt = torch.optim.AdamW([p for n, p in perk.lm.named_parameters() if "lora_" not in n], lr=lr, weight_decay=0.0)
+    groups = [{"params": [p for n, p in perk.lm.named_parameters() if "lora_" not in n], "lr": lr}]
+    if net_lr > 0:
+        groups.append({"params": list(perk.weight_net.parameters()), "lr": net_lr})
+    opt = torch.optim.AdamW(groups, weight_decay=0.0)
     t0 = time.time()
     for s in range(steps):
         ep = eps[s % len(eps)]
         ids, att = ep.chunks["input_ids"], ep.chunks["attention_mask"]
-        out = perk.lm(input_ids=ids, attention_mask=att)
+        out = perk.lm(input_ids=ids, attention_mask=att, output_hidden_states=net_lr > 0)
         tm = (ep.chunks["loss_mask"][:, 1:] * att[:, 1:]).float()
         loss = (token_losses(out.logits, ids) * tm).sum() / tm.sum()
+        aux = torch.zeros(())
+        if net_lr > 0:
+            _, logits = perk.weight_net(out.hidden_states[-1][:, :-1])
+            y = ep.chunks["support_mask"][:, 1:].float()
+            bce = F.binary_cross_entropy_with_logits(logits, y, reduction="none",
+                                                     pos_weight=torch.tensor(perk.pos_weight))
+            aux = (bce * tm).sum() / tm.sum()
+        ex = expo.loss(perk.lm) if expo is not None else torch.zeros(())
         opt.zero_grad()
-        loss.backward()
+        (loss + aux + ex).backward()
         torch.nn.utils.clip_grad_norm_(perk.lm.parameters(), 1.0)
         opt.step()
         if s % 50 == 0:
-            log(f"pretrain {s} lm_loss {loss.item():.3f} t {time.time() - t0:.0f}s")
+            log(f"pretrain {s} lm_loss {loss.item():.3f} aux {aux.item():.4f} expo {ex.item():.3f} t {time.time() - t0:.0f}s")
 
 
-def meta_train(args, train_eps, val_eps, vocab, pad_id, log):
+class _WithLocal:
+    def __init__(self, cfg, window, local):
+        self._cfg, self.sliding_window, self.local_layers = cfg, window, local
+
+    def __getattr__(self, k):
+        return getattr(self._cfg, k)
+
+
+def meta_train(args, train_eps, val_eps, vocab, pad_id, log, expo=None):
     torch.manual_seed(args.seed)
     mcfg = ModelConfig(arch=args.arch, n_layer=args.n_layer, n_embd=args.n_embd, n_head=args.n_head)
+    if args.local_layers:  # until ModelConfig has these fields, pass them as plain attributes
+        mcfg = _WithLocal(mcfg, args.sliding_window, args.local_layers)
     lcfg = LoraConfig(rank=args.rank, alpha=args.alpha, rslora=args.rslora)
     icfg = InnerConfig(steps=args.inner_steps, lr_init=args.lr_init, lr_min=math.exp(-9), lr_max=math.exp(-1),
                        differentiate_last=args.diff_last, optimizer=args.inner_opt, first_order=args.first_order)
@@ -172,7 +222,7 @@ def meta_train(args, train_eps, val_eps, vocab, pad_id, log):
     perk.pos_weight = args.pos_weight
     log(f"params: {sum(p.numel() for p in perk.parameters())}")
     t_start = time.time()
-    pretrain_lm(perk, train_eps, args.pretrain_steps, args.pretrain_lr, 1, log)
+    pretrain_lm(perk, train_eps, args.pretrain_steps, args.pretrain_lr, args.pretrain_net_lr, log, expo)
 
     groups = [
         {"params": [p for p in perk.lm.parameters()], "lr": args.lr},
@@ -207,6 +257,8 @@ def meta_train(args, train_eps, val_eps, vocab, pad_id, log):
             aux_sum += (float(aux) if aux is not None else 0.0) / args.batch
         # Clip per group: the step-size grads are orders of magnitude larger than the model's and
         # would otherwise shrink every update.
+        if expo is not None and args.expose_meta_w > 0:
+            (args.expose_meta_w * expo.loss(perk.lm)).backward()
         gn = torch.nn.utils.clip_grad_norm_(perk.lm.parameters(), args.clip)
         torch.nn.utils.clip_grad_norm_(perk.step_sizes.parameters(), args.clip)
         torch.nn.utils.clip_grad_norm_(perk.weight_net.parameters(), args.clip)
@@ -225,8 +277,11 @@ def meta_train(args, train_eps, val_eps, vocab, pad_id, log):
         if (step + 1) % args.eval_every == 0 or step == args.steps - 1 or el > args.max_minutes * 60:
             perk.eval()
             em, vl = evaluate(perk, val_eps[args.length][:args.n_eval], icfg, args.weighting)
-            history.append({"step": step + 1, "val_em": em, "val_loss": vl, "t": el})
-            log(f"EVAL step {step + 1} val_em {em:.3f} val_loss {vl:.3f} t {el:.0f}s")
+            rec = {"step": step + 1, "val_em": em, "val_loss": vl, "t": el}
+            if "seen" in val_eps:
+                rec["seen_em"], rec["seen_loss"] = evaluate(perk, val_eps["seen"][:args.n_eval], icfg, args.weighting)
+            history.append(rec)
+            log("EVAL " + " ".join(f"{k} {v:.3f}" for k, v in rec.items()))
         if el > args.max_minutes * 60:
             log("time budget reached")
             break
@@ -248,6 +303,8 @@ def main():
     ap.add_argument("--n_layer", type=int, default=2)
     ap.add_argument("--n_embd", type=int, default=128)
     ap.add_argument("--n_head", type=int, default=4)
+    ap.add_argument("--local_layers", type=int, default=0)
+    ap.add_argument("--sliding_window", type=int, default=3)
     ap.add_argument("--rank", type=int, default=16)
     ap.add_argument("--alpha", type=float, default=16.0)
     ap.add_argument("--rslora", action="store_true")
@@ -272,6 +329,9 @@ def main():
     ap.add_argument("--clip", type=float, default=1.0)
     ap.add_argument("--pretrain_steps", type=int, default=0)
     ap.add_argument("--pretrain_lr", type=float, default=1e-3)
+    ap.add_argument("--pretrain_net_lr", type=float, default=0.0)
+    ap.add_argument("--expose", action="store_true", help="LM exposure to all value words (see Exposure)")
+    ap.add_argument("--expose_meta_w", type=float, default=0.0)
     ap.add_argument("--eval_every", type=int, default=100)
     ap.add_argument("--log_every", type=int, default=10)
     ap.add_argument("--max_minutes", type=float, default=15.0)
@@ -292,13 +352,21 @@ def main():
     else:
         from standin_needle import build
         tok, train_rows, val_rows = build(args.n_train, args.n_val, args.length, args.num_keys, val_lengths=evl)
+    if args.data == "real":
+        from real_needle import rows as real_rows
+        val_rows["seen"] = real_rows(tok, "train", args.n_val, args.length, args.num_keys, seed=args.seed + 777)
+    expo = None
+    if args.expose:
+        from perk.data.lexicon import pool
+        expo = Exposure(tok, pool("key", "train"), pool("value"), seed=args.seed)
     train_eps = make_episodes(train_rows, tok, args.span)
     val_eps = {L: make_episodes(r, tok, args.span) for L, r in val_rows.items()}
     log(f"episodes: train {len(train_eps)} chunks/ep {train_eps[0].chunks['input_ids'].shape}")
-    perk, icfg, hist, train_time = meta_train(args, train_eps, val_eps, len(tok), tok.pad_token_id, log)
+    perk, icfg, hist, train_time = meta_train(args, train_eps, val_eps, len(tok), tok.pad_token_id, log, expo)
     perk.eval()
     res = {"name": args.name, "train_time_s": round(train_time, 1), "history": hist,
            "no_inner_em": no_inner_em(perk, val_eps[args.length][:args.n_val])}
+    res["cpu_s"] = round(time.process_time(), 1)
     for L, eps in val_eps.items():
         em, _ = evaluate(perk, eps, icfg, args.weighting)
         res[f"em@{L}"] = em

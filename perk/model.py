@@ -31,18 +31,31 @@ class ModelLoadError(RuntimeError):
 
 def build_tiny_model(model_cfg: ModelConfig, vocab_size: int, pad_id: int | None = None,
                      bos_id: int | None = None, eos_id: int | None = None) -> nn.Module:
-    """A small causal LM with random weights, built from the config (no files needed)."""
+    """A small causal LM with random weights, built from the config (no files needed).
+
+    Qwen2 only: `local_layers` bottom layers may use sliding-window attention of `sliding_window`
+    tokens. A short window makes the representation of a token depend on its few predecessors
+    only, so "... for KEY is" reads the same in a haystack fact and in the question: what the inner
+    loop writes while reading the fact is then retrieved from the question (binding).
+    """
     from transformers import AutoModelForCausalLM, GPT2Config, Qwen2Config
 
     if vocab_size < 2:
         raise ValueError(f"vocab_size must be >= 2, got {vocab_size}")
     ids = dict(pad_token_id=pad_id, bos_token_id=bos_id, eos_token_id=eos_id)
+    window = getattr(model_cfg, "sliding_window", 0) or 0
+    local = min(getattr(model_cfg, "local_layers", 0) or 0, model_cfg.n_layer) if window else 0
     if model_cfg.arch == "qwen2":
+        sliding = dict(use_sliding_window=True, sliding_window=window, max_window_layers=local,
+                       layer_types=["sliding_attention"] * local + ["full_attention"] * (model_cfg.n_layer - local)
+                       ) if local else {}
         cfg = Qwen2Config(
             vocab_size=vocab_size, hidden_size=model_cfg.n_embd, intermediate_size=4 * model_cfg.n_embd,
             num_hidden_layers=model_cfg.n_layer, num_attention_heads=model_cfg.n_head,
             num_key_value_heads=model_cfg.n_head, max_position_embeddings=model_cfg.max_positions,
-            tie_word_embeddings=True, use_cache=False, **ids)
+            tie_word_embeddings=True, use_cache=False, **sliding, **ids)
+    elif local:
+        raise ValueError("sliding-window (local) layers are only supported for arch 'qwen2'")
     elif model_cfg.arch == "gpt2":
         cfg = GPT2Config(
             vocab_size=vocab_size, n_embd=model_cfg.n_embd, n_layer=model_cfg.n_layer,
