@@ -104,3 +104,19 @@ def test_token_weight_net_starts_uniform_and_returns_logits():
     assert w.shape == logits.shape == (2, 5)
     assert torch.allclose(w, torch.full_like(w, torch.log(torch.tensor(2.0)).item()))
     assert torch.all(logits == 0)
+
+
+def test_local_layers_see_only_their_window():
+    class Cfg:  # ModelConfig plus the two local-attention attributes
+        arch, n_layer, n_embd, n_head, max_positions, dtype = "qwen2", 2, 16, 2, 128, "float32"
+        sliding_window, local_layers = 3, 1
+    m = build_tiny_model(Cfg(), 64)
+    assert m.config.layer_types == ["sliding_attention", "full_attention"]
+    x = torch.randint(0, 64, (1, 12))
+    y = x.clone()
+    y[0, :6] = (y[0, :6] + 1) % 64  # change only tokens outside the last position's window
+    h = lambda ids: m(input_ids=ids, output_hidden_states=True).hidden_states[1][0, -1]
+    assert torch.equal(h(x), h(y))
+    Cfg.arch = "gpt2"
+    with pytest.raises(ValueError, match="only supported for arch 'qwen2'"):
+        build_tiny_model(Cfg(), 64)
