@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export PREFECT_HOME := $(CURDIR)/.prefect
 
-.PHONY: install pipeline test bench lock clean
+.PHONY: install pipeline test bench lock clean screenshot
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +26,10 @@ pipeline: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+# MLflow UI compare view of the newest meta_train and baseline runs (needs `chromium`).
+screenshot: $(STAMP)
+	$(BIN)/python -m flows.screenshot $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/perk bench synth

@@ -8,9 +8,14 @@ own run for the same stage logs into it), the flow run id, git commit and params
 as PERK_* variables for the MLflow tags, and a markdown artifact links the MLflow runs made.
 
 Fan-out hook: a stage function with a `cells(params) -> list[list[str]]` attribute is run as one
-task per cell (each cell is a list of extra overrides, e.g. one evaluate grid cell or shard), then
-its optional `merge(params)` attribute collects the cells. Spreading cells across workers is a
-matter of replacing the in-flow `.submit` with `run_deployment` per cell.
+task per cell (each cell is a list of extra overrides; `evaluate` has one shard per eval length),
+then its optional `merge(params)` attribute collects the cells. The cell tasks run one after the
+other inside the flow run, so a worker (one GPU) still holds one job at a time; each shard is its
+own task run (retried alone) and its own MLflow run. Spreading shards over several workers would
+mean `run_deployment` per shard; that is not done here.
+
+While it runs, the flow keeps a lease file (flows/recover.py) so that a flow run whose process was
+killed can be marked CRASHED, with its RUNNING MLflow runs FAILED, when the workers restart.
 """
 from __future__ import annotations
 
@@ -89,9 +94,9 @@ def run_stage(name: str, params_file: str = "params.yaml", overrides: list[str] 
 def _run_with_cells(name: str, params_file: str, overrides: list[str]) -> str:
     fn = registered()[name]
     cells = fn.cells(load(params_file, overrides))
-    futures = [run_stage.with_options(task_run_name=f"{name}[{i}]").submit(name, params_file, overrides + list(cell))
-               for i, cell in enumerate(cells)]
-    outs = [f.result() for f in futures]
+    # one at a time: the flow run owns one GPU (see the module docstring)
+    outs = [run_stage.with_options(task_run_name=f"{name}[{i}]")(name, params_file, overrides + list(cell))
+            for i, cell in enumerate(cells)]
     merge = getattr(fn, "merge", None)
     if merge is not None:
         from perk import tracking
@@ -99,6 +104,18 @@ def _run_with_cells(name: str, params_file: str, overrides: list[str]) -> str:
         with tracking.run(name, p, run_name=f"{name}-merge"):
             return str(merge(p))
     return str(outs)
+
+
+def _recover():
+    """flows/recover.py, also when a worker loaded this file by path (not as the package `flows`)."""
+    try:
+        from flows import recover
+    except ImportError:
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("perk_flows_recover", Path(__file__).with_name("recover.py"))
+        recover = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(recover)
+    return recover
 
 
 def _link_runs(run_ids: list[str]) -> None:
@@ -134,6 +151,9 @@ def perk_flow(stages: list[str] | None = None, params: list[str] | None = None,
     os.environ.update({k: v for k, v in env.items() if v})
     first = len(tracking.RUN_IDS)
     outputs: dict[str, str] = {}
+    lease = None
+    if flow_run.id:
+        lease = _recover().write_lease(tracking.root(), str(flow_run.id))
     try:
         for name in names:
             if hasattr(registered()[name], "cells"):
@@ -142,6 +162,8 @@ def perk_flow(stages: list[str] | None = None, params: list[str] | None = None,
                 outputs[name] = run_stage(name, params_file, overrides)
     finally:
         _link_runs(tracking.RUN_IDS[first:])
+        if lease is not None:
+            lease.unlink(missing_ok=True)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

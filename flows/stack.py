@@ -8,7 +8,8 @@ Every process runs in its own session with a pid file and a log under <root>/.pr
 state lives in PREFECT_HOME=<root>/.prefect and MLflow's in <root>/mlruns/. `up` is idempotent:
 services already running are kept, the work pool and deployments are (re)applied. One worker per
 GPU listed in --gpus (pinned with CUDA_VISIBLE_DEVICES, one flow run at a time), or one unpinned
-worker. `--workers-only` starts just workers on another machine against a running stack.
+worker. `--workers-only` starts just workers on another machine against a running stack. Before
+starting workers, flow runs of this host whose process was killed are marked CRASHED (flows/recover.py).
 
 Imports nothing heavy: the CLI loads this module, and prefect/mlflow run as subprocesses.
 """
@@ -189,6 +190,33 @@ def _workers_ready(stack: Stack, names: list[str]) -> bool:
     return set(names) <= online
 
 
+def _dead_flow_runs(stack: Stack) -> list[str]:
+    """Lease files (flows/recover.py) of this host whose flow-run process is gone."""
+    me = socket.gethostname()
+    dead = []
+    for f in (stack.root / ".prefect" / "flow-runs").glob("*.json"):
+        try:
+            info = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if info.get("host") == me and not _alive(int(info.get("pid", 0))):
+            dead.append(f.stem)
+    return dead
+
+
+def _recover(stack: Stack) -> None:
+    """Flow runs killed with their worker: Prefect CRASHED, their RUNNING MLflow runs FAILED."""
+    if not _dead_flow_runs(stack):
+        return
+    out = subprocess.run([sys.executable, "-m", "flows.recover", "--root", str(stack.root)], cwd=stack.root,
+                         env=stack.env(), capture_output=True, text=True, timeout=stack.timeout)
+    (stack.state_dir / "recover.log").write_text(out.stdout + out.stderr)
+    for line in out.stdout.splitlines():
+        print(line)
+    if out.returncode:
+        print(f"warning: recovering dead flow runs failed; log {stack.state_dir / 'recover.log'}", file=sys.stderr)
+
+
 def up(stack: Stack) -> dict[str, str]:
     """Start what is not running, apply pool + deployments, start workers; returns the URLs."""
     stack.state_dir.mkdir(parents=True, exist_ok=True)
@@ -215,6 +243,7 @@ def up(stack: Stack) -> dict[str, str]:
                 print(line)
         print(f"deployments applied in {time.monotonic() - t0:.1f} s (log {stack.state_dir / 'deploy.log'})")
 
+    _recover(stack)
     host = socket.gethostname().split(".")[0]
     names, first = [], None
     for gpu in stack.gpus or [None]:

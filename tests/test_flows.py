@@ -146,3 +146,37 @@ def test_flow_on_real_tokenizer_and_synth(harness, store, tmp_path):
     assert {r.data.tags["stage"] for r in runs} == {"tokenizer", "synth"}
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert {store.get_experiment(r.info.experiment_id).name for r in runs} == {"perk-needle"}
+
+
+def test_flow_micro_pipeline_fans_evaluate_out_one_shard_at_a_time(harness, store, tmp_path, monkeypatch):
+    """Every stage up to evaluate on the micro profile; evaluate as one task per eval length, run one
+    after the other (the flow run holds one GPU), then the merge summarizes the cached cells."""
+    import json
+    monkeypatch.chdir(tmp_path)  # stage outputs (data/...) are relative to the working directory
+    micro = str(ROOT / "tests" / "micro_params.yaml")
+    shards = perk_stages.evaluate.cells(pipeline.load(micro, []))
+    assert shards == [["evaluate.only_lengths=[128]"], ["evaluate.only_lengths=[1024]"]]
+    state = pipeline.perk_flow(target="evaluate", params_file=micro, return_state=True)
+    assert state.is_completed(), state
+    metrics = json.loads((tmp_path / "data" / "eval" / "metrics.json").read_text())
+    assert {"em_128", "em_1024"} <= set(metrics["perk"]["needle_multikey"])
+    assert {"em_128", "em_1024"} <= set(metrics["baseline"]["needle_multikey"])
+
+    runs = store.search_runs([e.experiment_id for e in store.search_experiments()], order_by=["start_time ASC"])
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    ev = [r for r in runs if r.data.tags["stage"] == "evaluate"]
+    assert [r.info.run_name for r in ev] == ["evaluate", "evaluate", "evaluate-merge"]
+    assert [r.data.params["evaluate.only_lengths"] for r in ev[:2]] == ["[128]", "[1024]"]
+    for a, b in zip(runs, runs[1:]):  # one job at a time: no two stage runs overlap
+        assert a.info.end_time <= b.info.start_time, (a.info.run_name, b.info.run_name)
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    import anyio
+
+    async def task_runs():
+        async with get_client() as client:
+            return await client.read_task_runs(flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    names = sorted(t.name for t in anyio.run(task_runs))
+    assert names == sorted(["tokenizer", "synth", "pretrain", "meta_train", "baseline", "evaluate[0]", "evaluate[1]"])

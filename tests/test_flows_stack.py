@@ -1,28 +1,29 @@
-"""End to end: `perk stack up` in a copy of the project on free ports, a deployment run through the
-worker lands in MLflow, `perk stack down` leaves no process behind."""
+"""End to end on the real stack (issue 5 acceptance), in a fresh micro copy of the project on free ports:
+`perk stack up`; the data stages and pretrain through a deployment; `prefect deployment run
+perk/meta-train --watch` lands in MLflow with params, metrics and the adapter artifact; a worker
+killed mid-run leaves a CRASHED flow run, a FAILED MLflow run and no half-written outputs, and the
+rerun resumes from the checkpoint; `perk stack down` leaves no process behind.
+
+The tests share one stack (module fixture) and run in file order; the kill test is `slow`."""
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
+import pytest
+
+from test_pipeline import _project
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-# The data stages at micro size (seconds). Switch to perk/meta-train once that stage is registered
-# and has micro parameters of its own.
-DEPLOYMENT = "perk/data"
-MICRO = [
-    "tokenizer.corpus_texts=200", "tokenizer.vocab_size=512",
-    "synth.tasks.babilong.enabled=false", "synth.tasks.records.enabled=false",
-    "synth.tasks.retrieval.enabled=false", "synth.tasks.needle.subtasks=[single]",
-    "synth.tasks.needle.n_train=4", "synth.tasks.needle.n_val=2", "synth.tasks.needle.n_test=1",
-    "synth.tasks.needle.train_lengths=[128]", "synth.tasks.needle.eval_lengths=[1024]",
-    "synth.tasks.needle.depths=[0.5]", "synth.tasks.needle.chunk_tokens=32",
-]
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _free_port() -> int:
@@ -39,53 +40,156 @@ def _alive(pid: int) -> bool:
     return stat.split(")")[-1].split()[0] != "Z"
 
 
-def test_stack_up_run_deployment_down(tmp_path):
-    import psutil  # noqa: PLC0415
+class Stack:
+    def __init__(self, tmp: Path):
+        self.root = _project(tmp)  # tracked files, micro params.yaml as the project's params.yaml
+        shutil.copytree(ROOT / "flows", self.root / "flows", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        self.pport, self.mport = _free_port(), _free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "PERK_"))}
+        self.env = env | {"PREFECT_HOME": str(self.root / ".prefect"), "MLFLOW_DISABLE_TELEMETRY": "true",
+                          "PREFECT_API_URL": f"http://127.0.0.1:{self.pport}/api", "COLUMNS": "200"}
+        self.pids: set[int] = set()
+        self.state_dir = self.root / ".prefect" / "stack"
 
-    root = tmp_path / "proj"
-    root.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__")
-    for name in ("perk", "flows"):
-        shutil.copytree(ROOT / name, root / name, ignore=ignore)
-    shutil.copy(ROOT / "params.yaml", root / "params.yaml")
-    pport, mport = _free_port(), _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "PERK_"))}
-    env |= {"PREFECT_HOME": str(root / ".prefect"), "PREFECT_API_URL": f"http://127.0.0.1:{pport}/api",
-            "MLFLOW_DISABLE_TELEMETRY": "true"}
-    stack = [str(BIN / "perk"), "stack", "--root", str(root)]
-    ports = ["--prefect-port", str(pport), "--mlflow-port", str(mport)]
-    pids: list[int] = []
-    try:
-        up = subprocess.run(stack[:2] + ["up"] + stack[2:] + ports + ["--timeout", "180"], cwd=root, env=env,
-                            capture_output=True, text=True, timeout=600)
-        assert up.returncode == 0, up.stdout + up.stderr
-        assert f"http://127.0.0.1:{pport}" in up.stdout and f"http://127.0.0.1:{mport}" in up.stdout
-        for f in (root / ".prefect" / "stack").glob("*.pid"):
+    def perk(self, action: str, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        cmd = [str(BIN / "perk"), "stack", action, "--root", str(self.root), *extra]
+        if action == "up":
+            cmd += ["--prefect-port", str(self.pport), "--mlflow-port", str(self.mport), "--timeout", "180"]
+        return subprocess.run(cmd, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def up(self) -> str:
+        import psutil
+        r = self.perk("up")
+        assert r.returncode == 0, r.stdout + r.stderr
+        for f in self.state_dir.glob("*.pid"):
             pid = int(f.read_text().split()[0])
-            pids += [pid] + [c.pid for c in psutil.Process(pid).children(recursive=True)]
-        assert len(list((root / ".prefect" / "stack").glob("*.pid"))) == 3
+            self.pids |= {pid} | {c.pid for c in psutil.Process(pid).children(recursive=True)}
+        return r.stdout
 
-        run = subprocess.run([str(BIN / "prefect"), "deployment", "run", DEPLOYMENT, "--watch",
-                              "--params", json.dumps({"params": MICRO})],
-                             cwd=root, env=env | {"COLUMNS": "200"}, capture_output=True, text=True, timeout=400)
-        assert "finished successfully" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
-        assert (root / "data" / "synth" / "needle" / "train.parquet").exists()
+    def deployment_run(self, name: str, params: dict | None = None, watch: bool = True) -> str:
+        cmd = [str(BIN / "prefect"), "deployment", "run", name] + (["--watch"] if watch else [])
+        if params:
+            cmd += ["--params", json.dumps(params)]
+        r = subprocess.run(cmd, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=300)
+        if watch:
+            assert "finished successfully" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:] + self.worker_log()
+        else:
+            assert r.returncode == 0, r.stdout + r.stderr
+        return UUID.search(r.stdout).group(0)
 
+    def flow_run_state(self, flow_run_id: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.pport}/api/flow_runs/{flow_run_id}", timeout=10) as r:
+            return json.loads(r.read())["state"]["type"]
+
+    def worker_log(self) -> str:
+        f = self.state_dir / "worker.log"
+        return f.read_text(errors="replace") if f.exists() else ""
+
+    def mlflow(self):
         import mlflow
-        client = mlflow.MlflowClient(f"http://127.0.0.1:{mport}")
+        return mlflow.MlflowClient(f"http://127.0.0.1:{self.mport}")
+
+    def runs(self, flow_run_id: str | None = None):
+        client = self.mlflow()
         runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-        assert {(r.data.tags["stage"], r.info.status) for r in runs} == {("tokenizer", "FINISHED"), ("synth", "FINISHED")}
-        assert all(r.data.tags.get("perk.flow_run_id") and r.data.tags.get("perk.deployment") == "data" for r in runs)
-        assert {client.get_experiment(r.info.experiment_id).name for r in runs} == {"perk-needle"}
-        assert (root / "mlruns" / "mlflow.db").exists()
+        return [r for r in runs if flow_run_id is None or r.data.tags.get("perk.flow_run_id") == flow_run_id]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    s = Stack(tmp_path_factory.mktemp("stack"))
+    try:
+        yield s
     finally:
-        down = subprocess.run(stack[:2] + ["down"] + stack[2:], cwd=root, env=env, capture_output=True,
-                              text=True, timeout=120)
+        s.perk("down", timeout=120)  # no-op once test_stack_down_leaves_nothing_running ran
+
+
+def test_stack_up_then_meta_train_deployment_lands_in_mlflow(stack):
+    t0 = time.monotonic()
+    out = stack.up()
+    assert f"http://127.0.0.1:{stack.pport}" in out and f"http://127.0.0.1:{stack.mport}" in out
+    assert {f.stem for f in stack.state_dir.glob("*.pid")} == {"prefect-server", "mlflow-server", "worker"}
+
+    # data stages + pretrain (meta_train reads data/pretrain), then the acceptance command
+    data_id = stack.deployment_run("perk/pipeline", {"target": "pretrain"})
+    assert (stack.root / "data" / "pretrain" / "base.safetensors").exists()
+    run_id = stack.deployment_run("perk/meta-train")
+    assert (stack.root / "data" / "meta_train" / "perk.safetensors").exists()
+
+    by_flow = {(r.data.tags["stage"], r.info.status) for r in stack.runs(data_id)}
+    assert by_flow == {("tokenizer", "FINISHED"), ("synth", "FINISHED"), ("pretrain", "FINISHED")}
+    [mt] = stack.runs(run_id)
+    assert (mt.data.tags["stage"], mt.info.status) == ("meta_train", "FINISHED")
+    assert mt.data.tags["perk.deployment"] == "meta-train" and mt.data.tags["method"] == "perk"
+    assert mt.data.params["meta_train.steps"] == "4" and mt.data.params["model.n_embd"] == "32"
+    assert {"val_em", "val_em_no_inner", "loss"} <= set(mt.data.metrics), mt.data.metrics
+    assert [a.path for a in stack.mlflow().list_artifacts(mt.info.run_id, "perk")] == ["perk/perk.safetensors"]
+    assert stack.mlflow().get_experiment(mt.info.experiment_id).name == "perk-needle"
+    assert stack.flow_run_state(run_id) == "COMPLETED"
+    assert not list((stack.root / ".prefect" / "flow-runs").glob("*.json"))  # leases removed
+    print(f"stack up + data/pretrain + meta-train: {time.monotonic() - t0:.0f} s")
+
+
+KILL = ["meta_train.steps=40", "meta_train.checkpoint_every=4", "meta_train.eval_every=100",
+        "meta_train.out_dir=data/meta_kill"]
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_run_crashes_then_rerun_resumes(stack):
+    from perk import checkpoint
+    import psutil
+
+    out = stack.root / "data" / "meta_kill"
+    flow_run_id = stack.deployment_run("perk/meta-train", {"params": KILL}, watch=False)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not (out / "checkpoints" / "step-0000008").exists():
+        time.sleep(0.05)
+    assert (out / "checkpoints" / "step-0000008").exists(), stack.worker_log()[-3000:]
+    # the machine goes away: SIGKILL the worker's process group and the flow-run process (own session)
+    worker = int((stack.state_dir / "worker.pid").read_text().split()[0])
+    tree = [worker] + [c.pid for c in psutil.Process(worker).children(recursive=True)]
+    assert len(tree) >= 2, "no flow-run process under the worker"
+    os.killpg(worker, signal.SIGKILL)
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in tree) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (out / "perk.safetensors").exists(), "killed too late"
+    assert stack.flow_run_state(flow_run_id) == "RUNNING"  # nobody told Prefect yet
+
+    # nothing half-written: only complete checkpoints, or temp dirs that checkpoint.latest ignores
+    assert not (out / "metrics.json").exists()
+    for d in (out / "checkpoints").iterdir():
+        assert (d.name.startswith("step-") and (d / "state.json").exists()) or d.name.startswith(".step-"), d
+    assert checkpoint.latest(out / "checkpoints") is not None
+
+    # restarting the workers marks the dead flow run CRASHED and its MLflow run FAILED
+    up = stack.up()
+    assert f"recovered flow run {flow_run_id}" in up, up
+    assert stack.flow_run_state(flow_run_id) == "CRASHED"
+    [dead] = stack.runs(flow_run_id)
+    assert (dead.data.tags["stage"], dead.info.status) == ("meta_train", "FAILED")
+
+    # the rerun resumes from the last checkpoint and completes
+    rerun = stack.deployment_run("perk/meta-train", {"params": KILL})
+    assert re.search(r"resuming from .*step-00000(08|12|16)", stack.worker_log()), stack.worker_log()[-3000:]
+    assert (out / "perk.safetensors").exists()
+    [done] = stack.runs(rerun)
+    assert done.info.status == "FINISHED" and done.data.params["meta_train.steps"] == "40"
+
+
+def test_stack_down_leaves_nothing_running(stack):
+    down = stack.perk("down", timeout=120)
     assert down.returncode == 0, down.stdout + down.stderr
     assert "worker" in down.stdout and "prefect-server" in down.stdout and "mlflow-server" in down.stdout
-    assert not [p for p in pids if _alive(p)]
-    assert not list((root / ".prefect" / "stack").glob("*.pid"))
-    for port in (pport, mport):
+    assert stack.pids and not [p for p in stack.pids if _alive(p)]
+    assert not list(stack.state_dir.glob("*.pid"))
+    for port in (stack.pport, stack.mport):
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
