@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .config import TrainLoopConfig
 
 
@@ -50,7 +50,8 @@ def run(modules: dict[str, torch.nn.Module], param_groups: list[dict], cfg: Trai
     found = checkpoint.latest(ckpt_dir)
     if found is not None and (checkpoint.peek(found, "fingerprint") or "") != fingerprint:
         print(f"{desc}: checkpoints in {ckpt_dir} come from other params/data; starting fresh")
-        checkpoint.prune(ckpt_dir, keep=0)
+        if distributed.is_main():
+            checkpoint.prune(ckpt_dir, keep=0)
         found = None
     if found is not None:
         state = checkpoint.load(found)
@@ -61,12 +62,15 @@ def run(modules: dict[str, torch.nn.Module], param_groups: list[dict], cfg: Trai
         checkpoint.set_rng_state(state["rng"])
         start, last = state["step"], state.get("last", {})
         print(f"{desc}: resuming from {found} (step {start}/{cfg.steps})")
+    distributed.barrier()  # torchrun: every rank has resumed before rank 0 may write a checkpoint
+    main = distributed.is_main()
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc,
-               disable=not progress, dynamic_ncols=True)
+               disable=not (progress and main), dynamic_ncols=True)
     for step in bar:
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         metrics = step_fn(step)
+        distributed.average_gradients(param_groups)  # torchrun: mean over ranks (no-op on one process)
         # Clip per group: meta-gradients of step sizes are orders of magnitude larger than the
         # model's and would otherwise shrink every model update.
         norms = {g.get("name", f"group{i}"): torch.nn.utils.clip_grad_norm_(g["params"], cfg.grad_clip)
@@ -81,12 +85,15 @@ def run(modules: dict[str, torch.nn.Module], param_groups: list[dict], cfg: Trai
                    "lr": sched.get_last_lr()[0],
                    "step_time_s": time.perf_counter() - t0}
         done = step + 1
-        if eval_fn is not None and (done % cfg.eval_every == 0 or done == cfg.steps):
+        if main and eval_fn is not None and (done % cfg.eval_every == 0 or done == cfg.steps):
             metrics.update(eval_fn())
-        log_fn(metrics, done)
+            shown = {k: v for k, v in metrics.items() if k in ("loss", "train_em", "aux_bce", "val_em")}
+            tqdm.write(f"{desc} step {done}/{cfg.steps}: " + " ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+        if main:
+            log_fn(metrics, done)
         last = {k: float(v) for k, v in metrics.items()}
         bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if k in ("loss", "val_em")})
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+        if main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
             checkpoint.save(checkpoint.step_dir(ckpt_dir, done), {
                 "step": done, "modules": {n: m.state_dict() for n, m in modules.items()},
                 "optim": opt.state_dict(), "sched": sched.state_dict(),

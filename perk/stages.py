@@ -144,10 +144,16 @@ def meta_train(p: Params, progress: bool = True) -> Path:
     span = cfg.support_span
     train_eps = make_episodes(_rows(p, cfg.task, "train"), tok, span, cfg.max_questions)
     val_eps = make_episodes(_rows(p, cfg.task, "val"), tok, span)[:cfg.eval_examples]
-    bundle = PerkBundle(p, tok, base=load_base(p, tok))
+    from . import distributed
+    distributed.init()  # under torchrun: join the group; only rank 0 tracks and writes (perk/distributed.py)
+    bundle = PerkBundle(p, tok, base=load_base(p, tok)).to(distributed.device())
+    fp = fingerprint(p, "seed", "model", "lora", "inner", "meta_train", "synth",
+                     files=(_base_path(p), Path(p.tokenizer.out_dir) / "tokenizer.json"))
+    if not distributed.is_main():
+        train(bundle, cfg, train_eps, val_eps, p.seed, progress=False, ckpt_dir=out / "checkpoints", fingerprint=fp)
+        distributed.finish()
+        return out / "perk.safetensors"
     with tracking.run("meta_train", p, task=cfg.task.split("/")[0], run_name=f"perk-{cfg.task}") as run:
-        fp = fingerprint(p, "seed", "model", "lora", "inner", "meta_train", "synth",
-                         files=(_base_path(p), Path(p.tokenizer.out_dir) / "tokenizer.json"))
         last = train(bundle, cfg, train_eps, val_eps, p.seed, tracking.log_metrics, progress,
                      ckpt_dir=out / "checkpoints", fingerprint=fp)
         final = {"val_em": evaluate_em(bundle, val_eps),
@@ -160,6 +166,7 @@ def meta_train(p: Params, progress: bool = True) -> Path:
         tracking.log_artifact(path, "perk")
         tracking.log_artifacts(p.tokenizer.out_dir, "tokenizer")
     print(f"meta_train: val EM {final['val_em']:.3f} (no inner steps: {final['val_em_no_inner']:.3f})")
+    distributed.finish()
     return path
 
 

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .. import loop
+from .. import distributed, loop
 from ..prompts import answer_target, question_prompt, qa_batch
 from .inner import chunk_batch, encode, token_losses
 
@@ -62,9 +62,16 @@ def answer_loss_em(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
     return loss, ok.all(-1).float()
 
 
+def _on(ep: Episode, dev: torch.device) -> Episode:
+    if ep.questions["input_ids"].device == dev:
+        return ep
+    return Episode(ep.id, {k: v.to(dev) for k, v in ep.chunks.items()}, {k: v.to(dev) for k, v in ep.questions.items()})
+
+
 def episode_forward(bundle, ep: Episode, train: bool, aux: bool = False):
     """Encode, then answer. Returns (answer loss, per-question EM, aux BCE or None, inner losses)."""
     cfg = bundle.inner
+    ep = _on(ep, next(bundle.parameters()).device)
     net = bundle.weight_net if cfg.weighting == "net" else None
     enc = encode(bundle.lm, ep.chunks, cfg, bundle.step_sizes, net, engine=cfg.engine, train=train,
                  example_id=ep.id, return_weight_logits=train and aux and net is not None)
@@ -92,7 +99,7 @@ def evaluate_em(bundle, episodes: list[Episode], with_inner: bool = True) -> flo
         if with_inner:
             _, em, _, _ = episode_forward(bundle, ep, train=False)
         else:
-            q = ep.questions
+            q = _on(ep, next(bundle.parameters()).device).questions
             out = bundle.lm(input_ids=q["input_ids"], attention_mask=q["attention_mask"])
             em = answer_loss_em(out.logits, q["labels"])[1]
         ems.append(em)
@@ -135,11 +142,14 @@ def meta_train(bundle, cfg, train_eps: list[Episode], val_eps: list[Episode], se
               {"params": list(bundle.step_sizes.parameters()), "lr": cfg.lr_step_sizes, "name": "step_sizes"},
               {"params": list(bundle.weight_net.parameters()), "lr": cfg.lr_weight_net, "name": "weight_net"}]
     val = val_eps[:cfg.eval_examples]
+    world = distributed.world_size()  # torchrun: batch_size episodes per rank, distinct across ranks
+    bf16 = next(bundle.parameters()).device.type == "cuda"  # CUDA: bf16 autocast (paper setup)
 
     def step_fn(step: int) -> dict[str, float]:
         tot = {"loss": 0.0, "train_em": 0.0, "aux_bce": 0.0, "inner_loss_first": 0.0, "inner_loss_last": 0.0}
-        for i in loop.batch_indices(seed, step, len(train_eps), cfg.batch_size):
-            loss, em, bce, inner = episode_forward(bundle, train_eps[i], train=True, aux=use_aux)
+        for i in distributed.shard_indices(loop.batch_indices(seed, step, len(train_eps), cfg.batch_size * world)):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+                loss, em, bce, inner = episode_forward(bundle, train_eps[i], train=True, aux=use_aux)
             obj = loss + (cfg.aux_weight * bce if bce is not None else 0.0)
             (obj / cfg.batch_size).backward()
             n = cfg.batch_size
