@@ -224,8 +224,12 @@ def meta_train(args, train_eps, val_eps, vocab, pad_id, log, expo=None):
     t_start = time.time()
     pretrain_lm(perk, train_eps, args.pretrain_steps, args.pretrain_lr, args.pretrain_net_lr, log, expo)
 
+    if args.freeze_emb:
+        # The (tied) word embeddings keep what pretraining+exposure gave every word: otherwise the
+        # answer loss, which only ever has train-split values as targets, pushes held-out values down.
+        perk.lm.get_input_embeddings().weight.requires_grad_(False)
     groups = [
-        {"params": [p for p in perk.lm.parameters()], "lr": args.lr},
+        {"params": [p for p in perk.lm.parameters() if p.requires_grad], "lr": args.lr},
         {"params": list(perk.step_sizes.parameters()), "lr": args.lr_lr},
         {"params": list(perk.weight_net.parameters()), "lr": args.lr_net},
     ]
@@ -332,6 +336,7 @@ def main():
     ap.add_argument("--pretrain_net_lr", type=float, default=0.0)
     ap.add_argument("--expose", action="store_true", help="LM exposure to all value words (see Exposure)")
     ap.add_argument("--expose_meta_w", type=float, default=0.0)
+    ap.add_argument("--freeze_emb", action="store_true", help="freeze the tied embeddings during meta-training")
     ap.add_argument("--eval_every", type=int, default=100)
     ap.add_argument("--log_every", type=int, default=10)
     ap.add_argument("--max_minutes", type=float, default=15.0)
