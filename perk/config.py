@@ -152,6 +152,8 @@ class ModelConfig(Section):
     n_head: int = Field(4, ge=1, le=128)
     max_positions: int = Field(8192, ge=64)
     dtype: Literal["float32", "float64", "bfloat16"] = "float32"
+    freeze_embeddings: bool = Field(False, description="tiny only: keep the (tied) token embeddings at their "
+                                    "random init, so held-out keys/values look like trained ones")
 
     @model_validator(mode="after")
     def _heads(self):

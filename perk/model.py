@@ -79,8 +79,13 @@ def _candidate_dirs(name: str) -> list[Path]:
 def load_model(model_cfg: ModelConfig, tokenizer) -> nn.Module:
     """'tiny' builds from config; any other name loads from a local directory or the HF cache only."""
     if model_cfg.name == "tiny":
-        return build_tiny_model(model_cfg, len(tokenizer), tokenizer.pad_token_id,
-                                tokenizer.bos_token_id, tokenizer.eos_token_id)
+        model = build_tiny_model(model_cfg, len(tokenizer), tokenizer.pad_token_id,
+                                 tokenizer.bos_token_id, tokenizer.eos_token_id)
+        if model_cfg.freeze_embeddings:
+            # Test keys/values never occur in training, so a trained embedding table would leave
+            # theirs at init while every seen token moved: frozen random rows look all alike.
+            model.get_input_embeddings().weight.requires_grad_(False)
+        return model
     from transformers import AutoModelForCausalLM
 
     dtype = _DTYPES[model_cfg.dtype]
@@ -175,5 +180,5 @@ class TokenWeightNet(nn.Module):
         nn.init.zeros_(self.fc2.bias)
 
     def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.fc2(F.gelu(self.fc1(hidden))).squeeze(-1)
+        logits = self.fc2(F.gelu(self.fc1(hidden.to(self.fc1.weight.dtype)))).squeeze(-1)  # bf16 base, fp32 net
         return F.softplus(logits, beta=self.beta), logits
