@@ -111,10 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("bench", help="print throughput benchmarks",
                         description="Benchmarks that print figures: `synth` = synthesis throughput "
-                        "(examples/s, tokens/s) at 4K and 32K-token contexts.")
+                        "(examples/s, tokens/s) at 4K and 32K-token contexts; `meta-step` = time per outer "
+                        "step and peak memory of both inner-loop engines on the tiny and a larger config.")
     _common(sp)
-    sp.add_argument("what", choices=["synth"], help="what to benchmark")
-    sp.add_argument("--lengths", default="4096,32768", help="context lengths in tokens (default: %(default)s)")
+    sp.add_argument("what", choices=["synth", "meta-step"], help="what to benchmark")
+    sp.add_argument("--lengths", default="4096,32768", help="synth: context lengths in tokens (default: %(default)s)")
+    sp.add_argument("--length", type=int, default=512, help="meta-step: context length in tokens (default: %(default)s)")
+    sp.add_argument("--repeats", type=int, default=5, help="meta-step: measured outer steps (default: %(default)s)")
     sp.set_defaults(func=cmd_bench)
     sp = sub.add_parser("stack", help="start/stop the local Prefect + MLflow stack",
                         description="`perk stack up`: Prefect server, work pool 'gpu', the perk deployments, "
