@@ -360,6 +360,8 @@ def main():
     if args.data == "real":
         from real_needle import rows as real_rows
         val_rows["seen"] = real_rows(tok, "train", args.n_val, args.length, args.num_keys, seed=args.seed + 777)
+        for L in evl:  # fresh contexts with train-split keys/values at longer lengths
+            val_rows[f"seen{L}"] = real_rows(tok, "train", args.n_val, L, args.num_keys, seed=args.seed + 777)
     expo = None
     if args.expose:
         from perk.data.lexicon import pool
@@ -369,6 +371,7 @@ def main():
     log(f"episodes: train {len(train_eps)} chunks/ep {train_eps[0].chunks['input_ids'].shape}")
     perk, icfg, hist, train_time = meta_train(args, train_eps, val_eps, len(tok), tok.pad_token_id, log, expo)
     perk.eval()
+    torch.save({"state": perk.state_dict(), "args": vars(args)}, f"experiments/logs/{args.name}.pt")
     res = {"name": args.name, "train_time_s": round(train_time, 1), "history": hist,
            "no_inner_em": no_inner_em(perk, val_eps[args.length][:args.n_val])}
     res["cpu_s"] = round(time.process_time(), 1)
