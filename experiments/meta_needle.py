@@ -175,7 +175,7 @@ def pretrain_lm(perk: Perk, eps: list[Episode], steps: int, lr: float, net_lr: f
     meta-training starts with a net that already weights the facts."""
     if steps <= 0:
         return
-    groups = [{"params": [p for n, p in perk.lm.named_parameters() if "lora_" not in n], "lr": lr}]
+    groups = [{"params": [p for n, p in perk.lm.named_parameters() if "lora_" not in n and p.requires_grad], "lr": lr}]
     if net_lr > 0:
         groups.append({"params": list(perk.weight_net.parameters()), "lr": net_lr})
     opt = torch.optim.AdamW(groups, weight_decay=0.0)
@@ -220,6 +220,8 @@ def meta_train(args, train_eps, val_eps, vocab, pad_id, log, expo=None):
                        differentiate_last=args.diff_last, optimizer=args.inner_opt, first_order=args.first_order)
     perk = Perk(mcfg, lcfg, icfg, vocab, pad_id, args.lr_init)
     perk.pos_weight = args.pos_weight
+    if args.freeze_emb_init:  # random embeddings never trained: held-out keys look like trained ones
+        perk.lm.get_input_embeddings().weight.requires_grad_(False)
     log(f"params: {sum(p.numel() for p in perk.parameters())}")
     t_start = time.time()
     pretrain_lm(perk, train_eps, args.pretrain_steps, args.pretrain_lr, args.pretrain_net_lr, log, expo)
@@ -337,6 +339,7 @@ def main():
     ap.add_argument("--expose", action="store_true", help="LM exposure to all value words (see Exposure)")
     ap.add_argument("--expose_meta_w", type=float, default=0.0)
     ap.add_argument("--freeze_emb", action="store_true", help="freeze the tied embeddings during meta-training")
+    ap.add_argument("--freeze_emb_init", action="store_true", help="never train the (random) embeddings")
     ap.add_argument("--eval_every", type=int, default=100)
     ap.add_argument("--log_every", type=int, default=10)
     ap.add_argument("--max_minutes", type=float, default=15.0)
