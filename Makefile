@@ -9,6 +9,8 @@ export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export PREFECT_HOME := $(CURDIR)/.prefect
+# dvc.yaml's stage commands call `perk`: the venv's bin comes first on PATH.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: install pipeline test bench lock clean screenshot
 
