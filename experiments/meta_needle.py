@@ -338,6 +338,7 @@ def main():
     ap.add_argument("--pretrain_net_lr", type=float, default=0.0)
     ap.add_argument("--expose", action="store_true", help="LM exposure to all value words (see Exposure)")
     ap.add_argument("--expose_meta_w", type=float, default=0.0)
+    ap.add_argument("--expose_all_keys", action="store_true", help="exposure text uses keys of every split")
     ap.add_argument("--freeze_emb", action="store_true", help="freeze the tied embeddings during meta-training")
     ap.add_argument("--freeze_emb_init", action="store_true", help="never train the (random) embeddings")
     ap.add_argument("--eval_every", type=int, default=100)
@@ -368,7 +369,8 @@ def main():
     expo = None
     if args.expose:
         from perk.data.lexicon import pool
-        expo = Exposure(tok, pool("key", "train"), pool("value"), seed=args.seed)
+        keys = pool("key") if args.expose_all_keys else pool("key", "train")
+        expo = Exposure(tok, keys, pool("value"), seed=args.seed)
     train_eps = make_episodes(train_rows, tok, args.span)
     val_eps = {L: make_episodes(r, tok, args.span) for L, r in val_rows.items()}
     log(f"episodes: train {len(train_eps)} chunks/ep {train_eps[0].chunks['input_ids'].shape}")
