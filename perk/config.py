@@ -152,8 +152,9 @@ class ModelConfig(Section):
     n_head: int = Field(4, ge=1, le=128)
     max_positions: int = Field(8192, ge=64)
     dtype: Literal["float32", "float64", "bfloat16"] = "float32"
-    local_layers: int = Field(0, ge=0, description="tiny qwen2: bottom layers with sliding-window attention "
-                              "(a fact and its question then read alike locally, which helps binding)")
+    local_layers: int | None = Field(None, ge=0, description="tiny qwen2: bottom layers with sliding-window "
+                                     "attention (a fact and its question then read alike locally, which helps "
+                                     "binding); None: 1 for qwen2, 0 for gpt2")
     sliding_window: int = Field(3, ge=1, description="tokens a local layer attends to (itself included)")
     freeze_embeddings: bool = Field(False, description="tiny only: keep the (tied) token embeddings at their "
                                     "random init, so held-out keys/values look like trained ones")

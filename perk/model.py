@@ -44,7 +44,10 @@ def build_tiny_model(model_cfg: ModelConfig, vocab_size: int, pad_id: int | None
         raise ValueError(f"vocab_size must be >= 2, got {vocab_size}")
     ids = dict(pad_token_id=pad_id, bos_token_id=bos_id, eos_token_id=eos_id)
     window = getattr(model_cfg, "sliding_window", 0) or 0
-    local = min(getattr(model_cfg, "local_layers", 0) or 0, model_cfg.n_layer) if window else 0
+    local = getattr(model_cfg, "local_layers", 0)
+    if local is None:  # the default: one local layer where the architecture supports it
+        local = 1 if model_cfg.arch == "qwen2" else 0
+    local = min(local, model_cfg.n_layer) if window else 0
     if model_cfg.arch == "qwen2":
         sliding = dict(use_sliding_window=True, sliding_window=window, max_window_layers=local,
                        layer_types=["sliding_attention"] * local + ["full_attention"] * (model_cfg.n_layer - local)

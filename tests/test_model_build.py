@@ -120,3 +120,9 @@ def test_local_layers_see_only_their_window():
     Cfg.arch = "gpt2"
     with pytest.raises(ValueError, match="only supported for arch 'qwen2'"):
         build_tiny_model(Cfg(), 64)
+
+
+def test_default_local_layer_per_arch():
+    assert build_tiny_model(tiny("qwen2"), 64).config.layer_types[0] == "sliding_attention"
+    assert build_tiny_model(tiny("qwen2", local_layers=0), 64).config.layer_types[0] == "full_attention"
+    build_tiny_model(tiny("gpt2"), 64)  # None resolves to no local layers for GPT-2
