@@ -278,7 +278,7 @@ class ProfileConfig(Section):
     repeats: int = Field(2, ge=1)
     new_tokens: int = Field(8, ge=1)
     timeout_s: float = Field(180.0, gt=0, description="per point; slower points are recorded as timeout")
-    memory_limit_mb: int | None = Field(None, ge=64, description="per-point address-space cap (forces OOM)")
+    memory_limit_mb: int | None = Field(None, ge=64, description="per-point cap on added address space, MiB (forces OOM)")
     out_dir: str = "data/profile"
 
 

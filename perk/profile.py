@@ -58,60 +58,72 @@ def _prompt_call(bundle, length: int, new_tokens: int, device):
 
 def _child(spec: dict, out: mp.Queue) -> None:
     """Runs in a fresh process: build the model, warm up, measure repeats, report."""
+    limit = resource.getrlimit(resource.RLIMIT_AS)
     try:
-        if spec.get("memory_limit_mb"):
-            soft = int(spec["memory_limit_mb"]) * 2**20
-            resource.setrlimit(resource.RLIMIT_AS, (soft, soft))
-        torch.set_num_threads(spec.get("threads", 2))
-        from .bundle import PerkBundle
-        from .config import Params
-        from .memory import MemoryTrace, peak_memory, rss_mib
-        from .tokenizer import load_tokenizer
-
-        p = Params.model_validate(spec["params"])
-        device = torch.device(spec["device"])
-        tok = load_tokenizer(spec["tokenizer"])
-        bundle = PerkBundle(p, tok)
-        if spec.get("artifacts"):
-            bundle.load(spec["artifacts"])
-        bundle.to(device).eval()
-        base_mib = rss_mib()  # after the model is loaded, before any run (see memory.peak_memory)
-        m = spec["method"]
-        if m == METHOD_PROMPT:
-            run = _prompt_call(bundle, spec["length"], spec["new_tokens"], device)
-        else:
-            run = _perk_call(bundle, spec["length"], spec["chunk_tokens"], int(m.removeprefix("perk_mb")),
-                             spec["new_tokens"], device)
-        for _ in range(spec["warmup"]):
-            run()
-        times, peaks = [], []
-        for _ in range(spec["repeats"]):
-            with peak_memory(device, None if device.type == "cuda" else base_mib) as peak:
-                t0 = time.perf_counter()
-                run()
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                times.append(time.perf_counter() - t0)
-            peaks.append(peak.mib)
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-        trace = None
-        if spec.get("trace"):
-            tr = MemoryTrace(device=str(device))
-            with tr.record():
-                run()
-            trace = tr.points
-        out.put({"status": "ok", "seconds": statistics.median(times), "seconds_min": min(times),
-                 "seconds_max": max(times), "peak_mib": statistics.median(peaks), "peak_mib_max": max(peaks),
-                 "memory_method": peak.method, "trace": trace})
+        result = _measure(spec)
+        resource.setrlimit(resource.RLIMIT_AS, limit)
+        out.put(result)
     except (MemoryError, torch.OutOfMemoryError) as err:
+        resource.setrlimit(resource.RLIMIT_AS, limit)  # reporting needs memory (a queue thread)
         out.put({"status": "oom", "error": str(err)[:300]})
     except RuntimeError as err:
+        resource.setrlimit(resource.RLIMIT_AS, limit)
         oom = "alloc" in str(err).lower() or "out of memory" in str(err).lower()
         out.put({"status": "oom" if oom else "error", "error": str(err)[:300]})
     except Exception as err:  # noqa: BLE001 - reported as this point's status, the stage goes on
+        resource.setrlimit(resource.RLIMIT_AS, limit)
         out.put({"status": "error", "error": f"{type(err).__name__}: {err}"[:300],
                  "traceback": traceback.format_exc()[-2000:]})
+
+
+def _measure(spec: dict) -> dict:
+    """Build the model, warm up, measure the repeats (in the spawned process)."""
+    torch.set_num_threads(spec.get("threads", 2))
+    from .bundle import PerkBundle
+    from .config import Params
+    from .memory import MemoryTrace, peak_memory, rss_mib
+    from .tokenizer import load_tokenizer
+
+    p = Params.model_validate(spec["params"])
+    device = torch.device(spec["device"])
+    tok = load_tokenizer(spec["tokenizer"])
+    bundle = PerkBundle(p, tok)
+    if spec.get("artifacts"):
+        bundle.load(spec["artifacts"])
+    bundle.to(device).eval()
+    base_mib = rss_mib()  # after the model is loaded, before any run (see memory.peak_memory)
+    m = spec["method"]
+    if m == METHOD_PROMPT:
+        run = _prompt_call(bundle, spec["length"], spec["new_tokens"], device)
+    else:
+        run = _perk_call(bundle, spec["length"], spec["chunk_tokens"], int(m.removeprefix("perk_mb")),
+                         spec["new_tokens"], device)
+    if spec.get("memory_limit_mb"):  # address space the measured runs may add to what is mapped now
+        from .memory import _status_kib
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (_status_kib("VmSize") * 1024 + int(spec["memory_limit_mb"]) * 2**20, hard))
+    for _ in range(spec["warmup"]):
+        run()
+    times, peaks = [], []
+    for _ in range(spec["repeats"]):
+        with peak_memory(device, None if device.type == "cuda" else base_mib) as peak:
+            t0 = time.perf_counter()
+            run()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - t0)
+        peaks.append(peak.mib)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    trace = None
+    if spec.get("trace"):
+        tr = MemoryTrace(device=str(device))
+        with tr.record():
+            run()
+        trace = tr.points
+    return {"status": "ok", "seconds": statistics.median(times), "seconds_min": min(times),
+            "seconds_max": max(times), "peak_mib": statistics.median(peaks), "peak_mib_max": max(peaks),
+            "memory_method": peak.method, "trace": trace}
 
 
 def run_point(spec: dict, timeout_s: float) -> dict:
