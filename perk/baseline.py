@@ -34,7 +34,8 @@ def train(cfg: BaselineConfig, model: torch.nn.Module, tokenizer, train_rows: li
         rows = [train_rows[i] for i in loop.batch_indices(seed, step, len(train_rows), cfg.batch_size)]
         batch = qa_batch(tokenizer, [context_prompt(r) for r in rows], [answer_target(r) for r in rows], device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            # right-padded + causal: real tokens never see padding, so no mask (see meta.inner.encode)
+            logits = model(input_ids=batch["input_ids"]).logits
         loss = answer_loss(logits, batch["labels"])
         loss.backward()
         return {"loss": float(loss.detach()), "tokens": float(batch["attention_mask"].sum())}

@@ -122,7 +122,10 @@ def encode(model: nn.Module, chunks: dict[str, torch.Tensor], cfg: InnerConfig,
             total, logit_parts = 0.0, []
             for s in range(0, C, mb):
                 sl = slice(s, s + mb)
-                res = eng.forward(fast, input_ids=ids[sl], attention_mask=att[sl])
+                # No padding mask: chunks are right-padded and attention is causal, so real tokens
+                # never see padding; masking pads would leave pad rows of a sliding-window layer
+                # with nothing to attend to (NaN), and pad losses are masked out below anyway.
+                res = eng.forward(fast, input_ids=ids[sl], attention_mask=None)
                 ce = token_losses(res.logits, ids[sl])
                 w = tmask[sl]
                 if use_net:

@@ -77,7 +77,7 @@ def episode_forward(bundle, ep: Episode, train: bool, aux: bool = False):
                  example_id=ep.id, return_weight_logits=train and aux and net is not None)
     q = ep.questions
     with torch.set_grad_enabled(train):
-        out = enc.forward(input_ids=q["input_ids"], attention_mask=q["attention_mask"])
+        out = enc.forward(input_ids=q["input_ids"], attention_mask=None)  # right-padded: see inner.encode
         loss, em = answer_loss_em(out.logits, q["labels"])
     bce = None
     if enc.weight_logits is not None:
@@ -100,7 +100,7 @@ def evaluate_em(bundle, episodes: list[Episode], with_inner: bool = True) -> flo
             _, em, _, _ = episode_forward(bundle, ep, train=False)
         else:
             q = _on(ep, next(bundle.parameters()).device).questions
-            out = bundle.lm(input_ids=q["input_ids"], attention_mask=q["attention_mask"])
+            out = bundle.lm(input_ids=q["input_ids"], attention_mask=None)
             em = answer_loss_em(out.logits, q["labels"])[1]
         ems.append(em)
     bundle.train()
@@ -118,7 +118,7 @@ def pretrain_base(model, episodes: list[Episode], steps: int, lr: float, seed: i
     for step in tqdm(range(steps), desc="pretrain", disable=not progress, dynamic_ncols=True):
         ep = episodes[loop.batch_indices(seed + 7, step, len(episodes), 1)[0]]
         ch = ep.chunks
-        out = model(input_ids=ch["input_ids"], attention_mask=ch["attention_mask"])
+        out = model(input_ids=ch["input_ids"], attention_mask=None)  # right-padded, causal
         mask = (ch["loss_mask"][:, 1:] * ch["attention_mask"][:, 1:]).float()
         loss = (token_losses(out.logits, ch["input_ids"]) * mask).sum() / mask.sum()
         opt.zero_grad(set_to_none=True)
