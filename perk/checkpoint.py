@@ -7,10 +7,8 @@ and a JSON skeleton that points at them, so nothing is ever unpickled on load.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,8 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from .data.io import atomic_dir
 
 _TENSOR = "__tensor__"
 _INTKEYS = "__intkeys__"
@@ -72,19 +72,11 @@ def set_rng_state(state: dict) -> None:
 def save(directory: str | Path, state: dict) -> Path:
     """Write `state` (nested dicts/lists of tensors and JSON scalars) as a checkpoint directory."""
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _flatten(state, "s", tensors)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with atomic_dir(directory) as tmp:  # a killed save leaves only a `.step-*` temp dir
         save_file(tensors, tmp / "tensors.safetensors")
         (tmp / "state.json").write_text(json.dumps(skeleton))
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return directory
 
 

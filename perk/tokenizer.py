@@ -7,8 +7,6 @@ of the pipeline loads every tokenizer the same way: `AutoTokenizer.from_pretrain
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -53,18 +51,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path,
 
 def save_tokenizer(tokenizer, out_dir: str | Path) -> Path:
     """save_pretrained into a temp dir, then swap it into place."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    from .data.io import atomic_dir
+
+    with atomic_dir(out_dir) as tmp:
         tokenizer.save_pretrained(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return out_dir
+    return Path(out_dir)
 
 
 def load_tokenizer(name_or_dir: str | Path):
