@@ -27,6 +27,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from flows.recover import _alive  # one notion of 'process gone' (zombies count)
+
 
 class StackError(RuntimeError):
     """A service could not start or stop; the message says which and where its log is."""
@@ -83,19 +85,6 @@ class Stack:
 def _bin(name: str) -> str:
     here = Path(sys.executable).parent / name
     return str(here) if here.exists() else name
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped) counts as gone
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _pids(stack: Stack) -> dict[str, int]:

@@ -81,7 +81,7 @@ def cell_key(task: str, length: int, depth: float | None) -> str:
     return f"{task.replace('/', '_')}_L{length}_d{d}"
 
 
-def group_cells(rows: Iterable[dict], task: str, per_cell: int) -> dict[tuple[int, float | None], list[dict]]:
+def group_cells(rows: Iterable[dict], per_cell: int) -> dict[tuple[int, float | None], list[dict]]:
     cells: dict[tuple[int, float | None], list[dict]] = defaultdict(list)
     for r in rows:
         cells[(r["target_tokens"], r["target_depth"])].append(r)
@@ -104,7 +104,7 @@ def run_cells(answerers: dict[str, Answerer], task: str, rows: list[dict], per_c
     """Evaluate every (method, length, depth) cell not already on disk; returns all predictions."""
     out_dir = Path(out_dir)
     results = []
-    cells = group_cells(rows, task, per_cell)
+    cells = group_cells(rows, per_cell)
     for method, answer in answerers.items():
         for (length, depth), cell_rows in cells.items():
             path = out_dir / method / f"{cell_key(task, length, depth)}.parquet"

@@ -37,7 +37,8 @@ def synth(p: Params, progress: bool = True) -> dict[str, Path]:
 
 # ---------------------------------------------------------------- shared helpers
 
-def device() -> "torch.device":
+def device():
+    """cuda when there is a GPU, else cpu."""
     import torch
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -96,10 +96,10 @@ def test_no_test_key_or_name_appears_in_train_or_val(synth_run):
 
 def test_same_params_give_identical_files_in_another_process(synth_run, tiny_tokenizer_dir, tmp_path):
     out = tmp_path / "again"
-    code = (f"import json, sys; from perk.config import SynthConfig; from perk.tokenizer import load_tokenizer; "
-            f"from perk.data.synth import synthesize; "
-            f"cfg = SynthConfig.model_validate(json.loads(sys.argv[1])); "
-            f"synthesize(cfg, load_tokenizer(sys.argv[2]), sys.argv[3], progress=False)")
+    code = ("import json, sys; from perk.config import SynthConfig; from perk.tokenizer import load_tokenizer; "
+            "from perk.data.synth import synthesize; "
+            "cfg = SynthConfig.model_validate(json.loads(sys.argv[1])); "
+            "synthesize(cfg, load_tokenizer(sys.argv[2]), sys.argv[3], progress=False)")
     import json
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     subprocess.run([sys.executable, "-c", code, json.dumps(SMALL), str(tiny_tokenizer_dir), str(out)],

@@ -30,26 +30,6 @@ def harness():
         yield
 
 
-@pytest.fixture(scope="module")
-def empty_db(tmp_path_factory):
-    """An MLflow sqlite store migrated once per module; each test gets a copy (migration takes seconds)."""
-    d = tmp_path_factory.mktemp("mlflow-template")
-    import mlflow
-    mlflow.MlflowClient(f"sqlite:///{d}/mlflow.db").search_experiments()
-    return d / "mlflow.db"
-
-
-@pytest.fixture()
-def store(tmp_path, monkeypatch, empty_db):
-    import shutil
-    (tmp_path / "mlruns").mkdir()
-    shutil.copy(empty_db, tmp_path / "mlruns" / "mlflow.db")
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setenv("PERK_ROOT", str(tmp_path))
-    import mlflow
-    yield mlflow.MlflowClient(tracking.setup())
-
-
 @pytest.fixture()
 def fake_stages(monkeypatch, tmp_path):
     calls = []
@@ -76,12 +56,12 @@ def test_resolve_stages_order_and_errors(fake_stages):
         pipeline.resolve_stages(["evaluate"])
 
 
-def test_flow_runs_stages_in_order_with_retries_and_links_runs(harness, store, fake_stages):
+def test_flow_runs_stages_in_order_with_retries_and_links_runs(harness, mlflow_store, fake_stages):
     calls, _, _ = fake_stages
     state = pipeline.perk_flow(stages=["meta_train", "synth"], params=["seed=3"], return_state=True)
     assert state.is_completed(), state
     assert calls == ["synth", "synth", "meta_train"]  # pipeline order; the OSError was retried
-    runs = store.search_runs([e.experiment_id for e in store.search_experiments()], order_by=["start_time ASC"])
+    runs = mlflow_store.search_runs([e.experiment_id for e in mlflow_store.search_experiments()], order_by=["start_time ASC"])
     # the failed first attempt of synth left a FAILED run, its retry a FINISHED one
     assert [(r.data.tags["stage"], r.info.status) for r in runs] == [
         ("synth", "FAILED"), ("synth", "FINISHED"), ("meta_train", "FINISHED")]
@@ -105,24 +85,24 @@ def test_flow_runs_stages_in_order_with_retries_and_links_runs(harness, store, f
     assert arts and all(r.info.run_id in arts[0].data for r in by_stage.values())
 
 
-def test_permanent_errors_are_not_retried(harness, store, fake_stages):
+def test_permanent_errors_are_not_retried(harness, mlflow_store, fake_stages):
     calls, table, make = fake_stages
     table["synth"] = make("synth", fail_times=5, exc=ValueError)
     state = pipeline.perk_flow(stages=["synth"], return_state=True)
     assert state.is_failed()
     assert calls == ["synth"]
-    run = store.search_runs([e.experiment_id for e in store.search_experiments()])[0]
+    run = mlflow_store.search_runs([e.experiment_id for e in mlflow_store.search_experiments()])[0]
     assert run.info.status == "FAILED"
 
 
-def test_unregistered_stage_fails_clearly(harness, store, fake_stages):
+def test_unregistered_stage_fails_clearly(harness, mlflow_store, fake_stages):
     state = pipeline.perk_flow(stages=["profile"], return_state=True)
     assert state.is_failed()
     with pytest.raises(ValueError, match="not registered"):
         state.result()
 
 
-def test_fan_out_hook_runs_one_task_per_cell(harness, store, fake_stages, monkeypatch):
+def test_fan_out_hook_runs_one_task_per_cell(harness, mlflow_store, fake_stages, monkeypatch):
     calls, table, _ = fake_stages
     seen = []
 
@@ -137,18 +117,18 @@ def test_fan_out_hook_runs_one_task_per_cell(harness, store, fake_stages, monkey
     assert sorted(seen) == [1, 2]
 
 
-def test_flow_on_real_tokenizer_and_synth(harness, store, tmp_path):
+def test_flow_on_real_tokenizer_and_synth(harness, mlflow_store, tmp_path):
     overrides = MICRO + [f"tokenizer.out_dir={tmp_path}/tok", f"synth.out_dir={tmp_path}/synth"]
     state = pipeline.perk_flow(stages=["tokenizer", "synth"], params=overrides, return_state=True)
     assert state.is_completed(), state
     assert (tmp_path / "synth" / "needle" / "train.parquet").exists()
-    runs = store.search_runs([e.experiment_id for e in store.search_experiments()])
+    runs = mlflow_store.search_runs([e.experiment_id for e in mlflow_store.search_experiments()])
     assert {r.data.tags["stage"] for r in runs} == {"tokenizer", "synth"}
     assert {r.info.status for r in runs} == {"FINISHED"}
-    assert {store.get_experiment(r.info.experiment_id).name for r in runs} == {"perk-needle"}
+    assert {mlflow_store.get_experiment(r.info.experiment_id).name for r in runs} == {"perk-needle"}
 
 
-def test_flow_micro_pipeline_fans_evaluate_out_one_shard_at_a_time(harness, store, tmp_path, monkeypatch):
+def test_flow_micro_pipeline_fans_evaluate_out_one_shard_at_a_time(harness, mlflow_store, tmp_path, monkeypatch):
     """Every stage up to evaluate on the micro profile; evaluate as one task per eval length, run one
     after the other (the flow run holds one GPU), then the merge summarizes the cached cells."""
     import json
@@ -162,7 +142,7 @@ def test_flow_micro_pipeline_fans_evaluate_out_one_shard_at_a_time(harness, stor
     assert {"em_128", "em_1024"} <= set(metrics["perk"]["needle_multikey"])
     assert {"em_128", "em_1024"} <= set(metrics["baseline"]["needle_multikey"])
 
-    runs = store.search_runs([e.experiment_id for e in store.search_experiments()], order_by=["start_time ASC"])
+    runs = mlflow_store.search_runs([e.experiment_id for e in mlflow_store.search_experiments()], order_by=["start_time ASC"])
     assert {r.info.status for r in runs} == {"FINISHED"}
     ev = [r for r in runs if r.data.tags["stage"] == "evaluate"]
     assert [r.info.run_name for r in ev] == ["evaluate", "evaluate", "evaluate-merge"]

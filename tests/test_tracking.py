@@ -6,27 +6,10 @@ from perk import tracking
 from perk.config import Params
 
 
-@pytest.fixture(scope="module")
-def empty_db(tmp_path_factory):
-    """An MLflow sqlite store migrated once per module; each test gets a copy (migration takes seconds)."""
-    d = tmp_path_factory.mktemp("mlflow-template")
-    import mlflow
-    mlflow.MlflowClient(f"sqlite:///{d}/mlflow.db").search_experiments()
-    return d / "mlflow.db"
-
-
 @pytest.fixture()
-def store(tmp_path, monkeypatch, empty_db):
-    import shutil
-    (tmp_path / "mlruns").mkdir()
-    shutil.copy(empty_db, tmp_path / "mlruns" / "mlflow.db")
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setenv("PERK_ROOT", str(tmp_path))
+def store(mlflow_store, monkeypatch):
     monkeypatch.setenv("PERK_FLOW_RUN_ID", "flow-123")
-    import mlflow
-    yield mlflow.MlflowClient(tracking.setup())
-    while mlflow.active_run():
-        mlflow.end_run()
+    return mlflow_store
 
 
 def test_tracking_does_not_import_orchestrators():
