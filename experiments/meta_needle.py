@@ -89,9 +89,17 @@ def answer_loss_em(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
 class Perk(torch.nn.Module):
     """Base LM with LoRA (init = the memory's starting point), step sizes and the weighting net."""
 
-    def __init__(self, model_cfg, lora_cfg, inner_cfg, vocab, pad_id, lr_init):
+    def __init__(self, model_cfg, lora_cfg, inner_cfg, vocab, pad_id, lr_init, frozen_input_std=0.0):
         super().__init__()
-        self.lm = add_lora(build_tiny_model(model_cfg, vocab, pad_id), lora_cfg)
+        base = build_tiny_model(model_cfg, vocab, pad_id)
+        if frozen_input_std > 0:
+            # Untie: the input embeddings become a fixed random code (every word, seen in training
+            # or not, is drawn from the same distribution); the output head is trained.
+            base.config.tie_word_embeddings = False
+            emb = base.get_input_embeddings()
+            base.lm_head.weight = torch.nn.Parameter(emb.weight.detach().clone())
+            emb.weight = torch.nn.Parameter(torch.randn_like(emb.weight) * frozen_input_std, requires_grad=False)
+        self.lm = add_lora(base, lora_cfg)
         n = len(lora_parameters(self.lm))
         self.step_sizes = LearnedStepSizes(n, inner_cfg.steps, lr_init, inner_cfg.lr_min, inner_cfg.lr_max)
         self.weight_net = TokenWeightNet(model_cfg.n_embd)
@@ -218,13 +226,14 @@ def meta_train(args, train_eps, val_eps, vocab, pad_id, log, expo=None):
     lcfg = LoraConfig(rank=args.rank, alpha=args.alpha, rslora=args.rslora)
     icfg = InnerConfig(steps=args.inner_steps, lr_init=args.lr_init, lr_min=math.exp(-9), lr_max=math.exp(-1),
                        differentiate_last=args.diff_last, optimizer=args.inner_opt, first_order=args.first_order)
-    perk = Perk(mcfg, lcfg, icfg, vocab, pad_id, args.lr_init)
+    perk = Perk(mcfg, lcfg, icfg, vocab, pad_id, args.lr_init, args.frozen_input_std)
     perk.pos_weight = args.pos_weight
     if args.freeze_emb_init:  # random embeddings never trained: held-out keys look like trained ones
         perk.lm.get_input_embeddings().weight.requires_grad_(False)
     log(f"params: {sum(p.numel() for p in perk.parameters())}")
     t_start = time.time()
-    pretrain_lm(perk, train_eps, args.pretrain_steps, args.pretrain_lr, args.pretrain_net_lr, log, expo)
+    pretrain_lm(perk, train_eps, args.pretrain_steps, args.pretrain_lr, args.pretrain_net_lr, log,
+                getattr(args, "expo_pretrain", None) or expo)
 
     if args.freeze_emb:
         # The (tied) word embeddings keep what pretraining+exposure gave every word: otherwise the
@@ -339,6 +348,10 @@ def main():
     ap.add_argument("--expose", action="store_true", help="LM exposure to all value words (see Exposure)")
     ap.add_argument("--expose_meta_w", type=float, default=0.0)
     ap.add_argument("--expose_all_keys", action="store_true", help="exposure text uses keys of every split")
+    ap.add_argument("--expose_all_keys_pretrain", action="store_true",
+                    help="keys of every split in pretraining exposure only; meta-training exposure uses train keys")
+    ap.add_argument("--frozen_input_std", type=float, default=0.0,
+                    help="untie and freeze the input embeddings at N(0, std) (no word is ever learned)")
     ap.add_argument("--freeze_emb", action="store_true", help="freeze the tied embeddings during meta-training")
     ap.add_argument("--freeze_emb_init", action="store_true", help="never train the (random) embeddings")
     ap.add_argument("--eval_every", type=int, default=100)
@@ -371,12 +384,14 @@ def main():
         from perk.data.lexicon import pool
         keys = pool("key") if args.expose_all_keys else pool("key", "train")
         expo = Exposure(tok, keys, pool("value"), seed=args.seed)
+        if args.expose_all_keys_pretrain:
+            args.expo_pretrain = Exposure(tok, pool("key"), pool("value"), seed=args.seed + 1)
     train_eps = make_episodes(train_rows, tok, args.span)
     val_eps = {L: make_episodes(r, tok, args.span) for L, r in val_rows.items()}
     log(f"episodes: train {len(train_eps)} chunks/ep {train_eps[0].chunks['input_ids'].shape}")
     perk, icfg, hist, train_time = meta_train(args, train_eps, val_eps, len(tok), tok.pad_token_id, log, expo)
     perk.eval()
-    torch.save({"state": perk.state_dict(), "args": vars(args)}, f"experiments/logs/{args.name}.pt")
+    torch.save({"state": perk.state_dict(), "args": {k: v for k, v in vars(args).items() if k != "expo_pretrain"}}, f"experiments/logs/{args.name}.pt")
     res = {"name": args.name, "train_time_s": round(train_time, 1), "history": hist,
            "no_inner_em": no_inner_em(perk, val_eps[args.length][:args.n_val])}
     res["cpu_s"] = round(time.process_time(), 1)

@@ -156,8 +156,12 @@ class ModelConfig(Section):
                                      "attention (a fact and its question then read alike locally, which helps "
                                      "binding); None: 1 for qwen2, 0 for gpt2")
     sliding_window: int = Field(3, ge=1, description="tokens a local layer attends to (itself included)")
-    freeze_embeddings: bool = Field(False, description="tiny only: keep the (tied) token embeddings at their "
-                                    "random init, so held-out keys/values look like trained ones")
+    input_embeddings: Literal["learned", "frozen_random"] = Field(
+        "learned", description="tiny only. 'frozen_random': untie the input embeddings from the output head "
+        "and keep them at a fixed random code, so a word never seen in training (a held-out key) is "
+        "drawn from the same distribution as every word the model learned to read")
+    input_embedding_std: float = Field(0.11, gt=0, description="std of the frozen random input code "
+                                       "(0.11: the scale learned embeddings reach in pretraining)")
 
     @model_validator(mode="after")
     def _heads(self):
@@ -230,6 +234,12 @@ class PretrainConfig(Section):
     """LM pretraining of the tiny base on haystack chunks before meta-training (0 steps: off)."""
     steps: int = Field(400, ge=0)
     lr: float = Field(3e-3, gt=0, le=1.0)
+    lr_weight_net: float = Field(3e-3, ge=0, le=1.0, description="the weighting net learns (BCE) to pick "
+                                 "the recorded supporting spans from the base's hidden states (0: off)")
+    exposure: bool = Field(True, description="add needle-format LM text with random (key, value) pairs "
+                           "over the training keys and every value word (see perk/meta/exposure.py)")
+    exposure_keys: Literal["train", "all"] = Field("train", description="key words in the exposure text; "
+                                                   "'all' includes held-out keys (random pairs, no answers)")
     out_dir: str = "data/pretrain"
 
 
@@ -242,6 +252,12 @@ class MetaTrainConfig(TrainLoopConfig):
     lr_step_sizes: float = Field(1e-2, gt=0, le=1.0)
     lr_weight_net: float = Field(3e-3, gt=0, le=1.0)
     aux_weight: float = Field(1.0, ge=0, description="weight of the weighting net's supporting-span BCE")
+    aux_pos_weight: float = Field(10.0, gt=0, description="BCE weight of a supporting token (they are "
+                                  "~2% of a haystack); also used when pretraining the net")
+    exposure_weight: float = Field(1.0, ge=0, description="weight of the exposure LM loss during "
+                                   "meta-training (keeps every value word producible; 0: off)")
+    freeze_embeddings: bool = Field(True, description="tiny: keep the word embeddings pretraining gave "
+                                    "(the answer loss alone would push words absent from training answers down)")
     support_span: Literal["answer", "sentence"] = "answer"
     max_questions: int = Field(0, ge=0, description="questions per episode (0: all)")
 

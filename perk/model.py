@@ -71,6 +71,24 @@ def build_tiny_model(model_cfg: ModelConfig, vocab_size: int, pad_id: int | None
     return model.to(_DTYPES[model_cfg.dtype])
 
 
+def freeze_random_input_embeddings(model: nn.Module, std: float) -> None:
+    """Untie the input embeddings from the output head and fix them at N(0, std).
+
+    Test keys never occur in training, so a learned table would leave their rows at init while
+    every seen word moved; with a fixed random code every row comes from one distribution and the
+    layers must learn to read any of them. The output head (a separate copy) is still learned.
+    """
+    emb = model.get_input_embeddings()
+    model.config.tie_word_embeddings = False
+    if getattr(model.config, "get_text_config", None):
+        model.config.get_text_config().tie_word_embeddings = False
+    head = model.get_output_embeddings()
+    head.weight = nn.Parameter(emb.weight.detach().clone())
+    g = torch.Generator().manual_seed(0x5EED)
+    code = torch.randn(emb.weight.shape, generator=g, dtype=torch.float32) * std
+    emb.weight = nn.Parameter(code.to(emb.weight.dtype), requires_grad=False)
+
+
 def _candidate_dirs(name: str) -> list[Path]:
     """Where a named model may live: the name as a path, then under $PERK_MODELS_DIR."""
     dirs = [Path(name).expanduser()]
@@ -84,10 +102,8 @@ def load_model(model_cfg: ModelConfig, tokenizer) -> nn.Module:
     if model_cfg.name == "tiny":
         model = build_tiny_model(model_cfg, len(tokenizer), tokenizer.pad_token_id,
                                  tokenizer.bos_token_id, tokenizer.eos_token_id)
-        if model_cfg.freeze_embeddings:
-            # Test keys/values never occur in training, so a trained embedding table would leave
-            # theirs at init while every seen token moved: frozen random rows look all alike.
-            model.get_input_embeddings().weight.requires_grad_(False)
+        if model_cfg.input_embeddings == "frozen_random":
+            freeze_random_input_embeddings(model, model_cfg.input_embedding_std)
         return model
     from transformers import AutoModelForCausalLM
 

@@ -64,6 +64,11 @@ def _base_path(p: Params) -> Path:
     return Path(p.pretrain.out_dir) / "base.safetensors"
 
 
+def _net_path(p: Params) -> Path:
+    """The weighting net pretrained with the base (when pretrain.lr_weight_net > 0)."""
+    return Path(p.pretrain.out_dir) / "weight_net.safetensors"
+
+
 def load_base(p: Params, tok):
     """The base model: built/loaded from params, with the pretrain stage's weights when it made any."""
     from .artifacts import load_modules
@@ -111,8 +116,9 @@ def pretrain(p: Params, progress: bool = True) -> Path:
 
     from . import tracking
     from .artifacts import save_modules
+    from .meta.exposure import Exposure
     from .meta.trainer import make_episodes, pretrain_base
-    from .model import load_model
+    from .model import TokenWeightNet, load_model
 
     out = Path(p.pretrain.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -121,12 +127,20 @@ def pretrain(p: Params, progress: bool = True) -> Path:
         return _write_json(out / "info.json", {"base": p.model.name, "pretrained_here": False})
     torch.manual_seed(p.seed)
     tok = _tokenizer(p)
-    eps = make_episodes(_rows(p, p.meta_train.task, "train"), tok)
+    pc = p.pretrain
+    eps = make_episodes(_rows(p, p.meta_train.task, "train"), tok, p.meta_train.support_span)
     base = load_model(p.model, tok)
+    net = TokenWeightNet(base.config.hidden_size) if pc.lr_weight_net > 0 else None
+    expo = Exposure(tok, pc.exposure_keys, seed=p.seed) if pc.exposure else None
     with tracking.run("pretrain", p, task=p.meta_train.task.split("/")[0]):
-        pretrain_base(base, eps, p.pretrain.steps, p.pretrain.lr, p.seed, tracking.log_metrics, progress)
+        pretrain_base(base, eps, pc.steps, pc.lr, p.seed, tracking.log_metrics, progress, weight_net=net,
+                      lr_weight_net=pc.lr_weight_net, pos_weight=p.meta_train.aux_pos_weight, exposure=expo)
     save_modules(_base_path(p), {"base": base})
-    return _write_json(out / "info.json", {"base": "tiny", "pretrained_here": True, "steps": p.pretrain.steps})
+    _net_path(p).unlink(missing_ok=True)
+    if net is not None:
+        save_modules(_net_path(p), {"weight_net": net})
+    return _write_json(out / "info.json", {"base": "tiny", "pretrained_here": True, "steps": pc.steps,
+                                           "weight_net_pretrained": net is not None})
 
 
 def meta_train(p: Params, progress: bool = True) -> Path:
@@ -134,7 +148,9 @@ def meta_train(p: Params, progress: bool = True) -> Path:
     import torch
 
     from . import tracking
+    from .artifacts import load_modules
     from .bundle import PerkBundle
+    from .meta.exposure import Exposure
     from .meta.trainer import evaluate_em, make_episodes
     from .meta.trainer import meta_train as train
 
@@ -147,16 +163,23 @@ def meta_train(p: Params, progress: bool = True) -> Path:
     val_eps = make_episodes(_rows(p, cfg.task, "val"), tok, span)[:cfg.eval_examples]
     from . import distributed
     distributed.init()  # under torchrun: join the group; only rank 0 tracks and writes (perk/distributed.py)
-    bundle = PerkBundle(p, tok, base=load_base(p, tok)).to(distributed.device())
+    bundle = PerkBundle(p, tok, base=load_base(p, tok))
+    if p.model.name == "tiny" and _net_path(p).exists():
+        load_modules(_net_path(p), {"weight_net": bundle.weight_net})
+    if p.model.name == "tiny" and cfg.freeze_embeddings:
+        bundle.lm.get_input_embeddings().weight.requires_grad_(False)  # tied: the output head too
+    bundle = bundle.to(distributed.device())
+    expo = Exposure(tok, "train", seed=p.seed + 1) if cfg.exposure_weight > 0 else None
     fp = fingerprint(p, "seed", "model", "lora", "inner", "meta_train", "synth",
-                     files=(_base_path(p), Path(p.tokenizer.out_dir) / "tokenizer.json"))
+                     files=(_base_path(p), _net_path(p), Path(p.tokenizer.out_dir) / "tokenizer.json"))
     if not distributed.is_main():
-        train(bundle, cfg, train_eps, val_eps, p.seed, progress=False, ckpt_dir=out / "checkpoints", fingerprint=fp)
+        train(bundle, cfg, train_eps, val_eps, p.seed, progress=False, ckpt_dir=out / "checkpoints", fingerprint=fp,
+              exposure=expo)
         distributed.finish()
         return out / "perk.safetensors"
     with tracking.run("meta_train", p, task=cfg.task.split("/")[0], run_name=f"perk-{cfg.task}") as run:
         last = train(bundle, cfg, train_eps, val_eps, p.seed, tracking.log_metrics, progress,
-                     ckpt_dir=out / "checkpoints", fingerprint=fp)
+                     ckpt_dir=out / "checkpoints", fingerprint=fp, exposure=expo)
         final = {"val_em": evaluate_em(bundle, val_eps),
                  "val_em_no_inner": evaluate_em(bundle, val_eps, with_inner=False),
                  "train_loss": last.get("loss"), "steps": cfg.steps}

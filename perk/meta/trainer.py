@@ -68,7 +68,7 @@ def _on(ep: Episode, dev: torch.device) -> Episode:
     return Episode(ep.id, {k: v.to(dev) for k, v in ep.chunks.items()}, {k: v.to(dev) for k, v in ep.questions.items()})
 
 
-def episode_forward(bundle, ep: Episode, train: bool, aux: bool = False):
+def episode_forward(bundle, ep: Episode, train: bool, aux: bool = False, pos_weight: float = 1.0):
     """Encode, then answer. Returns (answer loss, per-question EM, aux BCE or None, inner losses)."""
     cfg = bundle.inner
     ep = _on(ep, next(bundle.parameters()).device)
@@ -79,13 +79,7 @@ def episode_forward(bundle, ep: Episode, train: bool, aux: bool = False):
     with torch.set_grad_enabled(train):
         out = enc.forward(input_ids=q["input_ids"], attention_mask=None)  # right-padded: see inner.encode
         loss, em = answer_loss_em(out.logits, q["labels"])
-    bce = None
-    if enc.weight_logits is not None:
-        ch = ep.chunks
-        mask = (ch["loss_mask"][:, 1:] * ch["attention_mask"][:, 1:]).float()
-        target = ch["support_mask"][:, 1:].float()
-        per_tok = F.binary_cross_entropy_with_logits(enc.weight_logits.float(), target, reduction="none")
-        bce = (per_tok * mask).sum() / mask.sum().clamp_min(1.0)
+    bce = support_bce(enc.weight_logits, ep.chunks, pos_weight) if enc.weight_logits is not None else None
     return loss, em, bce, enc.inner_losses
 
 
@@ -107,33 +101,68 @@ def evaluate_em(bundle, episodes: list[Episode], with_inner: bool = True) -> flo
     return float(torch.cat(ems).mean()) if ems else 0.0
 
 
+def support_bce(weight_logits: torch.Tensor, chunks: dict[str, torch.Tensor], pos_weight: float) -> torch.Tensor:
+    """BCE of the weighting net's logits against the recorded supporting spans, over real tokens."""
+    mask = (chunks["loss_mask"][:, 1:] * chunks["attention_mask"][:, 1:]).float()
+    target = chunks["support_mask"][:, 1:].float()
+    pw = torch.tensor(pos_weight, device=weight_logits.device)
+    per_tok = F.binary_cross_entropy_with_logits(weight_logits.float(), target, reduction="none", pos_weight=pw)
+    return (per_tok * mask).sum() / mask.sum().clamp_min(1.0)
+
+
 def pretrain_base(model, episodes: list[Episode], steps: int, lr: float, seed: int,
-                  log_fn: Callable[[dict, int], None] = lambda m, s: None, progress: bool = True) -> None:
-    """LM pretraining of the tiny base on the haystack chunks (PERK assumes a pretrained base)."""
+                  log_fn: Callable[[dict, int], None] = lambda m, s: None, progress: bool = True,
+                  weight_net: torch.nn.Module | None = None, lr_weight_net: float = 0.0,
+                  pos_weight: float = 1.0, exposure=None) -> None:
+    """LM pretraining of the tiny base on the haystack chunks (PERK assumes a pretrained base).
+
+    With `weight_net`, the token-weighting net learns at the same time (BCE against the recorded
+    supporting spans, on the base's last hidden states), so meta-training starts with a net that
+    already finds the facts. With `exposure`, its LM text is added to every step's loss.
+    """
     from tqdm.auto import tqdm
 
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    groups = [{"params": params, "lr": lr}]
+    if weight_net is not None and lr_weight_net > 0:
+        groups.append({"params": list(weight_net.parameters()), "lr": lr_weight_net})
+    else:
+        weight_net = None
+    opt = torch.optim.AdamW(groups, weight_decay=0.0)
     sched = loop.warmup_cosine(opt, min(50, steps // 10), steps)
+    dev = next(model.parameters()).device
     for step in tqdm(range(steps), desc="pretrain", disable=not progress, dynamic_ncols=True):
-        ep = episodes[loop.batch_indices(seed + 7, step, len(episodes), 1)[0]]
+        ep = _on(episodes[loop.batch_indices(seed + 7, step, len(episodes), 1)[0]], dev)
         ch = ep.chunks
-        out = model(input_ids=ch["input_ids"], attention_mask=None)  # right-padded, causal
+        out = model(input_ids=ch["input_ids"], attention_mask=None,  # right-padded, causal
+                    output_hidden_states=weight_net is not None)
         mask = (ch["loss_mask"][:, 1:] * ch["attention_mask"][:, 1:]).float()
         loss = (token_losses(out.logits, ch["input_ids"]) * mask).sum() / mask.sum()
+        metrics = {"pretrain_lm_loss": float(loss.detach())}
+        total = loss
+        if weight_net is not None:
+            _, logits = weight_net(out.hidden_states[-1][:, :-1])
+            bce = support_bce(logits, ch, pos_weight)
+            total = total + bce
+            metrics["pretrain_net_bce"] = float(bce.detach())
+        if exposure is not None:
+            ex = exposure.loss(model, step)
+            total = total + ex
+            metrics["pretrain_exposure_loss"] = float(ex.detach())
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         if step % 10 == 0 or step == steps - 1:
-            log_fn({"pretrain_lm_loss": float(loss.detach())}, step)
+            log_fn(metrics, step)
 
 
 def meta_train(bundle, cfg, train_eps: list[Episode], val_eps: list[Episode], seed: int,
                log_fn: Callable[[dict, int], None] = lambda m, s: None, progress: bool = True,
-               ckpt_dir=None, fingerprint: str = "") -> dict[str, float]:
-    """Outer loop (cfg: MetaTrainConfig). Checkpoints in ckpt_dir; a rerun resumes exactly."""
+               ckpt_dir=None, fingerprint: str = "", exposure=None) -> dict[str, float]:
+    """Outer loop (cfg: MetaTrainConfig). Checkpoints in ckpt_dir; a rerun resumes exactly.
+    `exposure` (perk.meta.exposure.Exposure) adds its LM loss, weighted by cfg.exposure_weight."""
     if not train_eps:
         raise ValueError(f"meta_train: no training episodes for task {cfg.task!r}")
     use_aux = cfg.aux_weight > 0 and bundle.inner.weighting == "net"
@@ -149,7 +178,8 @@ def meta_train(bundle, cfg, train_eps: list[Episode], val_eps: list[Episode], se
         tot = {"loss": 0.0, "train_em": 0.0, "aux_bce": 0.0, "inner_loss_first": 0.0, "inner_loss_last": 0.0}
         for i in distributed.shard_indices(loop.batch_indices(seed, step, len(train_eps), cfg.batch_size * world)):
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-                loss, em, bce, inner = episode_forward(bundle, train_eps[i], train=True, aux=use_aux)
+                loss, em, bce, inner = episode_forward(bundle, train_eps[i], train=True, aux=use_aux,
+                                                       pos_weight=cfg.aux_pos_weight)
             obj = loss + (cfg.aux_weight * bce if bce is not None else 0.0)
             (obj / cfg.batch_size).backward()
             n = cfg.batch_size
@@ -158,6 +188,11 @@ def meta_train(bundle, cfg, train_eps: list[Episode], val_eps: list[Episode], se
             tot["aux_bce"] += (float(bce.detach()) if bce is not None else 0.0) / n
             tot["inner_loss_first"] += inner[0] / n
             tot["inner_loss_last"] += inner[-1] / n
+        if exposure is not None and cfg.exposure_weight > 0:
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+                ex = exposure.loss(bundle.lm, step)
+            (cfg.exposure_weight * ex).backward()
+            tot["exposure_loss"] = float(ex.detach())
         lrs = bundle.step_sizes.log_lr.detach().exp()
         tot.update({"inner_lr_median": float(lrs.median()), "inner_lr_max": float(lrs.max())})
         return tot

@@ -1,0 +1,42 @@
+"""Exposure: plain LM text that teaches a from-scratch base every answer word.
+
+A pretrained LM knows every word; a tiny model trained from scratch only knows the words its
+training answers contain, and the answer loss keeps pushing all other words down. Exposure text
+stands in for that knowledge: needle-format sentences with *random* (key, value) pairs, keys from
+the training pool (or every pool, when asked) and values from the whole lexicon. The pairs are
+random, so nothing about any evaluation context can be learned from it.
+"""
+from __future__ import annotations
+
+import random
+
+import torch
+
+from ..data import needle
+from ..data.lexicon import pool
+from .inner import token_losses
+
+
+class Exposure:
+    def __init__(self, tokenizer, keys: str = "train", seed: int = 0, rows: int = 2, per_row: int = 5):
+        if keys not in ("train", "all"):
+            raise ValueError(f"exposure keys must be 'train' or 'all', got {keys!r}")
+        self.tok = tokenizer
+        self.keys = pool("key", "train") if keys == "train" else pool("key")
+        self.values = pool("value")
+        self.seed, self.rows, self.per_row = seed, rows, per_row
+
+    def texts(self, step: int) -> list[str]:
+        # a function of (seed, step): a resumed run sees the same text as an uninterrupted one
+        rng = random.Random(self.seed * 1_000_003 + step)
+        return [" ".join(needle.NEEDLE.format(key=rng.choice(self.keys), value=rng.choice(self.values))
+                         for _ in range(self.per_row)) for _ in range(self.rows)]
+
+    def loss(self, lm: torch.nn.Module, step: int) -> torch.Tensor:
+        """Mean next-token loss of `lm` on this step's exposure text."""
+        enc = self.tok(self.texts(step), add_special_tokens=False, padding=True, return_tensors="pt")
+        dev = next(lm.parameters()).device
+        ids, att = enc["input_ids"].to(dev), enc["attention_mask"].to(dev)
+        out = lm(input_ids=ids, attention_mask=att)
+        mask = att[:, 1:].float()
+        return (token_losses(out.logits, ids) * mask).sum() / mask.sum()
