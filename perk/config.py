@@ -157,7 +157,7 @@ class ModelConfig(Section):
                                      "binding); None: 1 for qwen2, 0 for gpt2")
     sliding_window: int = Field(3, ge=1, description="tokens a local layer attends to (itself included)")
     input_embeddings: Literal["learned", "frozen_random"] = Field(
-        "learned", description="tiny only. 'frozen_random': untie the input embeddings from the output head "
+        "frozen_random", description="tiny only. 'frozen_random': untie the input embeddings from the output head "
         "and keep them at a fixed random code, so a word never seen in training (a held-out key) is "
         "drawn from the same distribution as every word the model learned to read")
     input_embedding_std: float = Field(0.11, gt=0, description="std of the frozen random input code "

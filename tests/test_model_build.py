@@ -126,3 +126,27 @@ def test_default_local_layer_per_arch():
     assert build_tiny_model(tiny("qwen2"), 64).config.layer_types[0] == "sliding_attention"
     assert build_tiny_model(tiny("qwen2", local_layers=0), 64).config.layer_types[0] == "full_attention"
     build_tiny_model(tiny("gpt2"), 64)  # None resolves to no local layers for GPT-2
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "qwen2"])
+def test_frozen_random_input_code_is_untied_fixed_and_reproducible(arch):
+    a = load_model(tiny(arch, input_embeddings="frozen_random", input_embedding_std=0.5), _Tok())
+    emb, head = a.get_input_embeddings().weight, a.get_output_embeddings().weight
+    assert emb.data_ptr() != head.data_ptr() and not emb.requires_grad and head.requires_grad
+    assert abs(float(emb.std()) - 0.5) < 0.05
+    # every stage that builds the base gets the same code, whatever the global RNG did before
+    torch.manual_seed(123)
+    b = load_model(tiny(arch, input_embeddings="frozen_random", input_embedding_std=0.5), _Tok())
+    assert torch.equal(emb, b.get_input_embeddings().weight)
+    # training moves the head, never the input code
+    opt = torch.optim.SGD([p for p in a.parameters() if p.requires_grad], lr=0.1)
+    a(input_ids=torch.tensor([[3, 4, 5]]), labels=torch.tensor([[3, 4, 5]])).loss.backward()
+    before = head.detach().clone()
+    opt.step()
+    assert torch.equal(emb, b.get_input_embeddings().weight) and not torch.equal(before, head)
+
+
+def test_learned_embeddings_stay_tied():
+    m = load_model(tiny("qwen2", input_embeddings="learned"), _Tok())
+    assert m.get_input_embeddings().weight is m.get_output_embeddings().weight
+    assert m.get_input_embeddings().weight.requires_grad
