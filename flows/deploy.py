@@ -1,9 +1,12 @@
 """Apply the deployments of the flow `perk` to the Prefect server at PREFECT_API_URL.
 
-    python -m flows.deploy [--pool gpu] [--root DIR]
+    python -m flows.deploy [--pool gpu] [--control-pool control] [--root DIR]
 
-Deployments run on the process work pool `gpu`; each worker takes one flow run at a time
-(`prefect worker start --limit 1`, one worker per GPU), so a GPU never holds two jobs. Every
+Stage deployments run on the process work pool `gpu`; each of its workers takes one flow run at a
+time (`prefect worker start --limit 1`, one worker per GPU), so a GPU never holds two jobs.
+`evaluate-fanout` is a coordinator: it submits one `evaluate-shard` flow run (pool `gpu`) per eval
+length, waits for them and merges, so it runs on the process pool `control` (workers that hold no
+GPU) and never takes the GPU slot a shard needs. Every
 deployment is applied even when its stage is not registered yet in perk.stages.STAGES (a note is
 printed): such a run fails at once naming the registered stages, and starts working as soon as the
 stage is registered, with no re-deploy, since workers load the flow from the source tree per run.
@@ -14,16 +17,19 @@ import argparse
 import os
 from pathlib import Path
 
-# deployment name -> the flow's parameters (None: every registered stage, in order)
-DEPLOYMENTS: dict[str, dict] = {
-    "pipeline": {},
-    "data": {"stages": ["tokenizer", "synth"]},
-    "meta-train": {"stages": ["meta_train"]},
-    "baseline": {"stages": ["baseline"]},
-    "evaluate": {"stages": ["evaluate"]},
-    "profile": {"stages": ["profile"]},
+POOL, CONTROL_POOL = "gpu", "control"
+
+# deployment name -> (pool role, the flow's parameters; no stages: every registered stage, in order)
+DEPLOYMENTS: dict[str, tuple[str, dict]] = {
+    "pipeline": (POOL, {}),
+    "data": (POOL, {"stages": ["tokenizer", "synth"]}),
+    "meta-train": (POOL, {"stages": ["meta_train"]}),
+    "baseline": (POOL, {"stages": ["baseline"]}),
+    "evaluate": (POOL, {"stages": ["evaluate"]}),
+    "profile": (POOL, {"stages": ["profile"]}),
+    "evaluate-fanout": (CONTROL_POOL, {"stages": ["evaluate"], "fan_out": True}),
+    "evaluate-shard": (POOL, {"stages": ["evaluate"], "expand_cells": False}),
 }
-POOL = "gpu"
 
 
 def ensure_pool(pool: str = POOL) -> None:
@@ -45,22 +51,24 @@ def ensure_pool(pool: str = POOL) -> None:
     anyio.run(create)
 
 
-def apply(root: Path, pool: str = POOL, names: list[str] | None = None) -> list[str]:
-    """Create or update the deployments; returns 'flow/deployment' names."""
+def apply(root: Path, pool: str = POOL, names: list[str] | None = None,
+          control_pool: str = CONTROL_POOL) -> list[str]:
+    """Create or update the deployments (`pool`: the GPU pool); returns 'flow/deployment' names."""
     from perk.stages import STAGES
 
     from .pipeline import perk_flow
 
     flow = perk_flow.from_source(source=str(root), entrypoint="flows/pipeline.py:perk_flow")
     applied = []
-    for name, parameters in DEPLOYMENTS.items():
+    pools = {POOL: pool, CONTROL_POOL: control_pool}
+    for name, (role, parameters) in DEPLOYMENTS.items():
         if names and name not in names:
             continue
         missing = [s for s in parameters.get("stages", []) if s not in STAGES]
         if missing:
             print(f"note: deployment perk/{name}: stage(s) {missing} not registered in perk.stages.STAGES yet; "
                   f"its runs fail until they are")
-        flow.deploy(name=name, work_pool_name=pool, parameters=parameters, build=False, push=False,
+        flow.deploy(name=name, work_pool_name=pools[role], parameters=parameters, build=False, push=False,
                     tags=["perk"], description=f"perk stages {parameters.get('stages', 'all')}",
                     print_next_steps=False, ignore_warnings=True)
         applied.append(f"perk/{name}")
@@ -69,13 +77,15 @@ def apply(root: Path, pool: str = POOL, names: list[str] | None = None) -> list[
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m flows.deploy", description=__doc__.split("\n")[0])
-    ap.add_argument("--pool", default=POOL)
+    ap.add_argument("--pool", default=POOL, help="pool of the stage deployments (GPU workers)")
+    ap.add_argument("--control-pool", default=CONTROL_POOL, help="pool of the coordinator evaluate-fanout")
     ap.add_argument("--root", default=os.environ.get("PERK_ROOT") or str(Path(__file__).resolve().parents[1]),
                     help="source tree the workers run (default: PERK_ROOT or this repository)")
     ap.add_argument("names", nargs="*", help=f"deployments to apply (default: all of {list(DEPLOYMENTS)})")
     args = ap.parse_args(argv)
     ensure_pool(args.pool)
-    for name in apply(Path(args.root).resolve(), args.pool, args.names):
+    ensure_pool(args.control_pool)
+    for name in apply(Path(args.root).resolve(), args.pool, args.names, args.control_pool):
         print(f"applied {name}")
     return 0
 

@@ -7,12 +7,21 @@ without touching this file. Each stage runs inside a `perk.tracking` run (a stag
 own run for the same stage logs into it), the flow run id, git commit and params hash are exported
 as PERK_* variables for the MLflow tags, and a markdown artifact links the MLflow runs made.
 
-Fan-out hook: a stage function with a `cells(params) -> list[list[str]]` attribute is run as one
-task per cell (each cell is a list of extra overrides; `evaluate` has one shard per eval length),
-then its optional `merge(params)` attribute collects the cells. The cell tasks run one after the
-other inside the flow run, so a worker (one GPU) still holds one job at a time; each shard is its
-own task run (retried alone) and its own MLflow run. Spreading shards over several workers would
-mean `run_deployment` per shard; that is not done here.
+Fan-out hook: a stage function with a `cells(params) -> list[list[str]]` attribute runs once per
+cell (each cell is a list of extra overrides; `evaluate` has one shard per eval length), then its
+optional `merge(params)` attribute collects the cells (for `evaluate`: the full-grid call, which
+reuses every cached cell and summarizes). Two ways to run the cells:
+
+- default: one task per cell, one after the other inside this flow run, so the worker (one GPU)
+  holds one job at a time; each shard is its own task run (retried alone) and its own MLflow run.
+- `fan_out=True`: one flow run of the deployment `perk/<stage>-shard` per cell (`run_deployment`,
+  all submitted at once, linked as subflows), so every free worker of the shard deployment's pool
+  takes one; this flow run waits for all of them, fails naming the shards that did not complete,
+  then runs `merge` itself. Run it from a pool that is not the shards' pool (deployment
+  `perk/evaluate-fanout` on pool `control`): a coordinator waiting in a `--limit 1` GPU slot would
+  keep a shard out of it.
+
+`expand_cells=False` runs a stage with cells once, with the given overrides (what a shard does).
 
 While it runs, the flow keeps a lease file (flows/recover.py) so that a flow run whose process was
 killed can be marked CRASHED, with its RUNNING MLflow runs FAILED, when the workers restart.
@@ -20,13 +29,16 @@ killed can be marked CRASHED, with its RUNNING MLflow runs FAILED, when the work
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.deployments import run_deployment
 
 ROOT = Path(__file__).resolve().parents[1]
+POLL_SECONDS = 2.0  # how often a fan-out coordinator reads the states of its shard flow runs
 
 # Errors that no retry can fix: bad parameters, missing inputs, programming errors.
 _PERMANENT = (ValueError, TypeError, KeyError, AttributeError, ImportError, FileNotFoundError, NotImplementedError)
@@ -91,19 +103,63 @@ def run_stage(name: str, params_file: str = "params.yaml", overrides: list[str] 
     return str(out)
 
 
+def _merge(name: str, params_file: str, overrides: list[str], outs: list[str]) -> str:
+    merge = getattr(registered()[name], "merge", None)
+    if merge is None:
+        return str(outs)
+    from perk import tracking
+    p = load(params_file, overrides)
+    with tracking.run(name, p, run_name=f"{name}-merge"):
+        return str(merge(p))
+
+
 def _run_with_cells(name: str, params_file: str, overrides: list[str]) -> str:
-    fn = registered()[name]
-    cells = fn.cells(load(params_file, overrides))
+    cells = registered()[name].cells(load(params_file, overrides))
     # one at a time: the flow run owns one GPU (see the module docstring)
     outs = [run_stage.with_options(task_run_name=f"{name}[{i}]")(name, params_file, overrides + list(cell))
             for i, cell in enumerate(cells)]
-    merge = getattr(fn, "merge", None)
-    if merge is not None:
-        from perk import tracking
-        p = load(params_file, overrides)
-        with tracking.run(name, p, run_name=f"{name}-merge"):
-            return str(merge(p))
-    return str(outs)
+    return _merge(name, params_file, overrides, outs)
+
+
+def shard_deployment(name: str) -> str:
+    return f"perk/{name.replace('_', '-')}-shard"
+
+
+def _fan_out(name: str, params_file: str, overrides: list[str]) -> str:
+    """One shard flow run per cell on the shard deployment's pool; wait for all, then merge here."""
+    from prefect.client.orchestration import get_client
+    from prefect.context import FlowRunContext
+    from prefect.exceptions import ObjectNotFound
+
+    log = get_run_logger()
+    cells = registered()[name].cells(load(params_file, overrides))
+    deployment = shard_deployment(name)
+    parent = FlowRunContext.get().flow_run
+    with get_client(sync_client=True) as client:
+        try:
+            pool = client.read_deployment_by_name(deployment).work_pool_name
+        except ObjectNotFound:
+            raise ValueError(f"fan_out: deployment {deployment} not found; apply it (python -m flows.deploy)") from None
+        if pool and pool == parent.work_pool_name:
+            log.warning("this coordinator runs on pool %r, the pool of its shards: a `--limit 1` worker it holds "
+                        "cannot take a shard (run perk/evaluate-fanout, on pool 'control')", pool)
+        submitted = [run_deployment(deployment, timeout=0, as_subflow=True, flow_run_name=f"{parent.name}-{name}[{i}]",
+                                    parameters={"stages": [name], "params": overrides + list(cell),
+                                                "params_file": params_file, "expand_cells": False})
+                     for i, cell in enumerate(cells)]
+        log.info("%s: %d shard(s) submitted to %s (pool %r): %s", name, len(cells), deployment, pool,
+                 ", ".join(r.name for r in submitted))
+        while True:
+            runs = [client.read_flow_run(r.id) for r in submitted]
+            if all(r.state is not None and r.state.is_final() for r in runs):
+                break
+            time.sleep(POLL_SECONDS)
+    failed = [f"{name}[{i}] {list(cell)} (flow run {r.name} {r.id}: {r.state.type.value})"
+              for i, (cell, r) in enumerate(zip(cells, runs)) if not r.state.is_completed()]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(cells)} {name} shard(s) did not complete, so no merge: "
+                           + "; ".join(failed))
+    return _merge(name, params_file, overrides, [str(r.id) for r in runs])
 
 
 def _recover():
@@ -135,9 +191,12 @@ def _link_runs(run_ids: list[str]) -> None:
 
 @flow(name="perk", log_prints=True)
 def perk_flow(stages: list[str] | None = None, params: list[str] | None = None,
-              target: str | None = None, params_file: str = "params.yaml") -> dict[str, str]:
+              target: str | None = None, params_file: str = "params.yaml", fan_out: bool = False,
+              expand_cells: bool = True) -> dict[str, str]:
     """Run `stages` (default: all registered, in order; or every stage up to `target`) with
-    `params` overrides such as ["model.name=gpt2"] applied to params_file."""
+    `params` overrides such as ["model.name=gpt2"] applied to params_file. A stage with cells runs
+    them one after the other here, or as shard flow runs on other workers (`fan_out`), or once
+    without cell expansion (`expand_cells=False`, a shard itself)."""
     from prefect.runtime import deployment, flow_run
     from perk import tracking
 
@@ -156,8 +215,9 @@ def perk_flow(stages: list[str] | None = None, params: list[str] | None = None,
         lease = _recover().write_lease(tracking.root(), str(flow_run.id))
     try:
         for name in names:
-            if hasattr(registered()[name], "cells"):
-                outputs[name] = _run_with_cells(name, params_file, overrides)
+            if expand_cells and hasattr(registered()[name], "cells"):
+                cells = _fan_out if fan_out else _run_with_cells
+                outputs[name] = cells(name, params_file, overrides)
             else:
                 outputs[name] = run_stage(name, params_file, overrides)
     finally:

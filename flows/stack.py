@@ -6,10 +6,13 @@
 
 Every process runs in its own session with a pid file and a log under <root>/.prefect/stack/; Prefect
 state lives in PREFECT_HOME=<root>/.prefect and MLflow's in <root>/mlruns/. `up` is idempotent:
-services already running are kept, the work pool and deployments are (re)applied. One worker per
-GPU listed in --gpus (pinned with CUDA_VISIBLE_DEVICES, one flow run at a time), or one unpinned
-worker. `--workers-only` starts just workers on another machine against a running stack. Before
-starting workers, flow runs of this host whose process was killed are marked CRASHED (flows/recover.py).
+services already running are kept, the work pools and deployments are (re)applied. Pool `gpu`: one
+worker per GPU listed in --gpus (pinned with CUDA_VISIBLE_DEVICES, one flow run at a time), or one
+unpinned worker. Pool `control`: one worker `worker-control` for coordinators (evaluate-fanout,
+which waits on shard flow runs of pool `gpu`), up to 4 flow runs at once, with no GPU visible.
+`--workers-only` starts just GPU workers on another machine against a running stack. Each worker
+exports PERK_WORKER=<its name> (an MLflow tag `perk.worker` of the runs it makes). Before starting
+workers, flow runs of this host whose process was killed are marked CRASHED (flows/recover.py).
 
 Imports nothing heavy: the CLI loads this module, and prefect/mlflow run as subprocesses.
 """
@@ -42,6 +45,8 @@ class Stack:
     mlflow_port: int = 5000
     gpus: list[str] = field(default_factory=list)
     pool: str = "gpu"
+    control_pool: str = "control"
+    control_limit: int = 4               # coordinators at once (they wait, holding no GPU)
     timeout: float = 120.0
     workers_only: bool = False
     prefect_api_url: str | None = None   # workers-only: the running stack's API
@@ -168,8 +173,8 @@ def _service(stack: Stack, name: str, port: int, cmd: list[str], health: str, ex
     print(f"{name}: ready in {time.monotonic() - t0:.1f} s (pid {pid})")
 
 
-def _workers_ready(stack: Stack, names: list[str]) -> bool:
-    req = urllib.request.Request(f"{stack.api_url}/work_pools/{stack.pool}/workers/filter", data=b"{}",
+def _workers_ready(stack: Stack, pool: str, names: list[str]) -> bool:
+    req = urllib.request.Request(f"{stack.api_url}/work_pools/{pool}/workers/filter", data=b"{}",
                                  headers={"Content-Type": "application/json"}, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=3) as r:
@@ -221,7 +226,8 @@ def up(stack: Stack) -> dict[str, str]:
                   "--artifacts-destination", str(stack.root / "mlruns" / "artifacts"), *stack.mlflow_args],
                  f"{stack.tracking_uri}/health", "OK")
         t0 = time.monotonic()
-        out = subprocess.run([sys.executable, "-m", "flows.deploy", "--pool", stack.pool, "--root", str(stack.root)],
+        out = subprocess.run([sys.executable, "-m", "flows.deploy", "--pool", stack.pool, "--control-pool",
+                              stack.control_pool, "--root", str(stack.root)],
                              cwd=stack.root, env=stack.env(), capture_output=True, text=True, timeout=stack.timeout * 3)
         (stack.state_dir / "deploy.log").write_text(out.stdout + out.stderr)
         if out.returncode:
@@ -234,21 +240,28 @@ def up(stack: Stack) -> dict[str, str]:
 
     _recover(stack)
     host = socket.gethostname().split(".")[0]
-    names, first = [], None
-    for gpu in stack.gpus or [None]:
-        name = f"worker-gpu{gpu}" if gpu is not None else "worker"
-        names.append(f"{host}-{name}")
+    # (pid-file name, pool, --limit, extra env): GPU workers, and the coordinators' worker on the head
+    workers = [(f"worker-gpu{gpu}" if gpu is not None else "worker", stack.pool, 1,
+                {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}) for gpu in stack.gpus or [None]]
+    if not stack.workers_only:
+        workers.append(("worker-control", stack.control_pool, stack.control_limit, {"CUDA_VISIBLE_DEVICES": ""}))
+    started: dict[str, list[tuple[str, str, int]]] = {}  # pool -> (name, worker name, pid)
+    for name, pool, limit, extra in workers:
+        worker = f"{host}-{name}"
         pid = _running(stack, name)
         if pid:
             print(f"{name}: already running (pid {pid})")
         else:
-            extra = {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}
-            pid = _start(stack, name, [_bin("prefect"), "worker", "start", "--pool", stack.pool, "--type", "process",
-                                       "--name", names[-1], "--limit", "1"], stack.env(**extra))
-        first = first or (name, pid)
+            pid = _start(stack, name, [_bin("prefect"), "worker", "start", "--pool", pool, "--type", "process",
+                                       "--name", worker, "--limit", str(limit)], stack.env(PERK_WORKER=worker, **extra))
+        started.setdefault(pool, []).append((name, worker, pid))
     t0 = time.monotonic()
-    _wait(stack, first[0], first[1], lambda: _workers_ready(stack, names), f"workers {names} online in pool {stack.pool!r}")
-    print(f"workers {', '.join(names)}: online in {time.monotonic() - t0:.1f} s (one flow run at a time each)")
+    for pool, ws in started.items():
+        names = [w for _, w, _ in ws]
+        _wait(stack, ws[0][0], ws[0][2], lambda pool=pool, names=names: _workers_ready(stack, pool, names),
+              f"workers {names} online in pool {pool!r}")
+        each = "one flow run at a time each" if pool == stack.pool else f"up to {stack.control_limit} coordinators"
+        print(f"pool {pool}: workers {', '.join(names)} online in {time.monotonic() - t0:.1f} s ({each})")
     urls = {"prefect_ui": stack.api_url.removesuffix("/api"), "prefect_api": stack.api_url,
             "mlflow_ui": stack.tracking_uri}
     (stack.state_dir / "stack.json").write_text(json.dumps(
@@ -308,9 +321,11 @@ def add_arguments(sp) -> None:
     sp.add_argument("--mlflow-port", type=int, default=5000, help="MLflow server port (default: %(default)s)")
     sp.add_argument("--gpus", default="", help="comma-separated GPU ids: one worker per GPU, pinned with "
                     "CUDA_VISIBLE_DEVICES (default: one unpinned worker)")
-    sp.add_argument("--pool", default="gpu", help="Prefect work pool (default: %(default)s)")
+    sp.add_argument("--pool", default="gpu", help="Prefect work pool of the GPU workers (default: %(default)s)")
+    sp.add_argument("--control-pool", default="control", help="work pool of the coordinator worker "
+                    "(evaluate-fanout; not with --workers-only) (default: %(default)s)")
     sp.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each service (default: %(default)s)")
-    sp.add_argument("--workers-only", action="store_true", help="start only workers (another machine), against "
+    sp.add_argument("--workers-only", action="store_true", help="start only GPU workers (another machine), against "
                     "--prefect-api-url and --mlflow-uri of a running stack")
     sp.add_argument("--prefect-api-url", help="e.g. http://head:4200/api (with --workers-only)")
     sp.add_argument("--mlflow-uri", help="e.g. http://head:5000 (with --workers-only)")
@@ -330,6 +345,7 @@ def main(args) -> int:
     stack = Stack(root=Path(args.root) if args.root else default_root(), host=args.host,
                   prefect_port=args.prefect_port, mlflow_port=args.mlflow_port,
                   gpus=[g.strip() for g in args.gpus.split(",") if g.strip()], pool=args.pool,
+                  control_pool=args.control_pool,
                   timeout=args.timeout, workers_only=args.workers_only, prefect_api_url=args.prefect_api_url,
                   mlflow_uri=args.mlflow_uri, mlflow_args=args.mlflow_arg)
     if args.action == "up":
@@ -345,7 +361,8 @@ def main(args) -> int:
               f"logs, pids   {stack.state_dir}\n\nIn another shell:\n"
               f"  export PREFECT_API_URL={urls['prefect_api']} MLFLOW_TRACKING_URI={urls['mlflow_ui']} "
               f"PREFECT_HOME={stack.root / '.prefect'}\n"
-              f"  prefect deployment run perk/pipeline --watch\n")
+              f"  prefect deployment run perk/pipeline --watch\n"
+              f"  prefect deployment run perk/evaluate-fanout --watch   # one shard per eval length, over the GPU workers\n")
     elif args.action == "down":
         stopped = down(stack)
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}")

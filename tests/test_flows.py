@@ -117,6 +117,87 @@ def test_fan_out_hook_runs_one_task_per_cell(harness, mlflow_store, fake_stages,
     assert sorted(seen) == [1, 2]
 
 
+@pytest.fixture()
+def shard_runs(harness, fake_stages, monkeypatch):
+    """A `perk/evaluate-shard` deployment on the harness server and an evaluate stub with two cells.
+    No worker runs the shard flow runs: the real `run_deployment` creates them (SCHEDULED, as subflows
+    of the coordinator) and a timer then sets each final, FAILED where its overrides are in `fail`."""
+    import threading
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Completed, Failed
+
+    _, table, _ = fake_stages
+    seen = {"stage": [], "merge": []}
+
+    def evaluate(p):
+        seen["stage"].append(p.seed)
+        return p.seed
+    evaluate.cells = lambda p: [["seed=1"], ["seed=2"]]
+    evaluate.merge = lambda p: seen["merge"].append(p.seed) or "merged"
+    table["evaluate"] = evaluate
+    with get_client(sync_client=True) as client:
+        client.create_deployment(flow_id=client.create_flow_from_name("perk"), name="evaluate-shard",
+                                 parameters={"stages": ["evaluate"], "expand_cells": False})
+
+    submitted, fail, timers = [], set(), []
+    real = pipeline.run_deployment
+
+    def run_deployment(name, **kw):
+        run = real(name, **kw)
+        submitted.append((name, kw, run.id))
+        state = Failed(message="shard broke") if fail & set(kw["parameters"]["params"]) else Completed()
+
+        def finish():
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(run.id, state, force=True)
+        timers.append(threading.Timer(0.5, finish))
+        timers[-1].start()
+        return run
+    monkeypatch.setattr(pipeline, "run_deployment", run_deployment)
+    monkeypatch.setattr(pipeline, "POLL_SECONDS", 0.1)
+    yield submitted, fail, seen
+    for t in timers:
+        t.join()
+
+
+def test_fan_out_submits_one_shard_flow_run_per_cell_then_merges(mlflow_store, shard_runs):
+    from prefect.client.orchestration import get_client
+
+    submitted, _, seen = shard_runs
+    state = pipeline.perk_flow(stages=["evaluate"], params=["seed=7"], fan_out=True, return_state=True)
+    assert state.is_completed(), state
+    assert state.result() == {"evaluate": "merged"}
+    assert [(name, kw["parameters"]) for name, kw, _ in submitted] == [
+        ("perk/evaluate-shard", {"stages": ["evaluate"], "params": ["seed=7", f"seed={i}"],
+                                 "params_file": "params.yaml", "expand_cells": False}) for i in (1, 2)]
+    assert all(kw["timeout"] == 0 and kw["as_subflow"] for _, kw, _ in submitted)
+    assert seen == {"stage": [], "merge": [7]}  # the shards ran elsewhere; the merge here, once
+    with get_client(sync_client=True) as client:  # the shards are subflows of the coordinator
+        parents = {client.read_task_run(client.read_flow_run(fid).parent_task_run_id).flow_run_id
+                   for _, _, fid in submitted}
+    assert parents == {state.state_details.flow_run_id}
+
+
+def test_fan_out_fails_naming_the_failed_shard_and_does_not_merge(mlflow_store, shard_runs):
+    submitted, fail, seen = shard_runs
+    fail.add("seed=2")
+    state = pipeline.perk_flow(stages=["evaluate"], fan_out=True, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(RuntimeError, match=r"1 of 2 evaluate shard\(s\) did not complete") as err:
+        state.result()
+    assert "evaluate[1] ['seed=2']" in str(err.value) and "FAILED" in str(err.value)
+    assert "evaluate[0]" not in str(err.value)
+    assert len(submitted) == 2 and seen["merge"] == []
+
+
+def test_expand_cells_false_runs_the_stage_once_as_a_shard(mlflow_store, shard_runs):
+    submitted, _, seen = shard_runs
+    state = pipeline.perk_flow(stages=["evaluate"], params=["seed=5"], expand_cells=False, return_state=True)
+    assert state.is_completed() and state.result() == {"evaluate": "5"}
+    assert seen == {"stage": [5], "merge": []} and not submitted
+
+
 def test_flow_on_real_tokenizer_and_synth(harness, mlflow_store, tmp_path):
     overrides = MICRO + [f"tokenizer.out_dir={tmp_path}/tok", f"synth.out_dir={tmp_path}/synth"]
     state = pipeline.perk_flow(stages=["tokenizer", "synth"], params=overrides, return_state=True)

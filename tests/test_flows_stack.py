@@ -1,8 +1,11 @@
 """End to end on the real stack (issue 5 acceptance), in a fresh micro copy of the project on free ports:
-`perk stack up`; the data stages and pretrain through a deployment; `prefect deployment run
-perk/meta-train --watch` lands in MLflow with params, metrics and the adapter artifact; a worker
-killed mid-run leaves a CRASHED flow run, a FAILED MLflow run and no half-written outputs, and the
-rerun resumes from the checkpoint; `perk stack down` leaves no process behind.
+`perk stack up --gpus 0,1` (two GPU workers, pinned, and the coordinators' control worker; on a CPU
+machine the pins just hide nothing); the data stages and pretrain through a deployment; `prefect
+deployment run perk/meta-train --watch` lands in MLflow with params, metrics and the adapter
+artifact; a worker killed mid-run leaves a CRASHED flow run, a FAILED MLflow run and no
+half-written outputs, and the rerun resumes from the checkpoint; `perk/evaluate-fanout` spreads
+one shard per eval length over the two GPU workers and merges; `perk stack down` leaves no process
+behind.
 
 The tests share one stack (module fixture) and run in file order; the kill test is `slow`."""
 import json
@@ -23,6 +26,8 @@ from test_pipeline import _project
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+GPUS = ["0", "1"]
+WORKERS = {"worker-gpu0", "worker-gpu1", "worker-control"}
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -55,7 +60,8 @@ class Stack:
     def perk(self, action: str, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
         cmd = [str(BIN / "perk"), "stack", action, "--root", str(self.root), *extra]
         if action == "up":
-            cmd += ["--prefect-port", str(self.pport), "--mlflow-port", str(self.mport), "--timeout", "180"]
+            cmd += ["--prefect-port", str(self.pport), "--mlflow-port", str(self.mport), "--timeout", "180",
+                    "--gpus", ",".join(GPUS)]
         return subprocess.run(cmd, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout)
 
     def up(self) -> str:
@@ -78,13 +84,19 @@ class Stack:
             assert r.returncode == 0, r.stdout + r.stderr
         return UUID.search(r.stdout).group(0)
 
+    def api(self, path: str, body: dict | None = None):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.pport}/api/{path}", method="POST" if body else "GET",
+                                     data=json.dumps(body).encode() if body else None,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
     def flow_run_state(self, flow_run_id: str) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.pport}/api/flow_runs/{flow_run_id}", timeout=10) as r:
-            return json.loads(r.read())["state"]["type"]
+        return self.api(f"flow_runs/{flow_run_id}")["state"]["type"]
 
     def worker_log(self) -> str:
-        f = self.state_dir / "worker.log"
-        return f.read_text(errors="replace") if f.exists() else ""
+        return "".join(f"\n== {f.name}\n" + f.read_text(errors="replace")
+                       for f in sorted(self.state_dir.glob("worker*.log")))
 
     def mlflow(self):
         import mlflow
@@ -109,7 +121,7 @@ def test_stack_up_then_meta_train_deployment_lands_in_mlflow(stack):
     t0 = time.monotonic()
     out = stack.up()
     assert f"http://127.0.0.1:{stack.pport}" in out and f"http://127.0.0.1:{stack.mport}" in out
-    assert {f.stem for f in stack.state_dir.glob("*.pid")} == {"prefect-server", "mlflow-server", "worker"}
+    assert {f.stem for f in stack.state_dir.glob("*.pid")} == {"prefect-server", "mlflow-server"} | WORKERS
 
     # data stages + pretrain (meta_train reads data/pretrain), then the acceptance command
     data_id = stack.deployment_run("perk/pipeline", {"target": "pretrain"})
@@ -147,9 +159,15 @@ def test_worker_killed_mid_run_crashes_then_rerun_resumes(stack):
         time.sleep(0.05)
     assert (out / "checkpoints" / "step-0000008").exists(), stack.worker_log()[-3000:]
     # the machine goes away: SIGKILL the worker's process group and the flow-run process (own session)
-    worker = int((stack.state_dir / "worker.pid").read_text().split()[0])
+    def runs_it(pid):
+        def env(c):
+            try:
+                return c.environ()
+            except psutil.Error:
+                return {}
+        return any(env(c).get("PREFECT__FLOW_RUN_ID") == flow_run_id for c in psutil.Process(pid).children(recursive=True))
+    [worker] = [pid for f in stack.state_dir.glob("worker-gpu*.pid") if runs_it(pid := int(f.read_text().split()[0]))]
     tree = [worker] + [c.pid for c in psutil.Process(worker).children(recursive=True)]
-    assert len(tree) >= 2, "no flow-run process under the worker"
     os.killpg(worker, signal.SIGKILL)
     for pid in tree:
         try:
@@ -183,10 +201,44 @@ def test_worker_killed_mid_run_crashes_then_rerun_resumes(stack):
     assert done.info.status == "FINISHED" and done.data.params["meta_train.steps"] == "40"
 
 
+def test_evaluate_fanout_spreads_shards_over_gpu_workers(stack):
+    t0 = time.monotonic()
+    stack.deployment_run("perk/baseline")  # evaluate reads it and data/meta_train (first test)
+    fanout = stack.deployment_run("perk/evaluate-fanout")
+    assert stack.flow_run_state(fanout) == "COMPLETED"
+    shard_dep = stack.api("deployments/name/perk/evaluate-shard")
+    shards = stack.api("flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [fanout]}}})
+    lengths = [128, 1024]  # tests/micro_params.yaml: needle eval_lengths
+    assert sorted((s["parameters"]["params"] for s in shards), key=str) == sorted(
+        ([f"evaluate.only_lengths=[{L}]"] for L in lengths), key=str)
+    assert {(s["deployment_id"], s["state"]["type"]) for s in shards} == {(shard_dep["id"], "COMPLETED")}
+    assert shard_dep["work_pool_name"] == "gpu"
+
+    host = socket.gethostname().split(".")[0]
+    ran_on = {}
+    for s in shards:
+        [run] = stack.runs(s["id"])  # each shard: one MLflow run, tagged with the worker that ran it
+        assert (run.data.tags["stage"], run.info.status) == ("evaluate", "FINISHED")
+        ran_on[s["parameters"]["params"][0]] = run.data.tags["perk.worker"]
+    print("shard -> worker:", ran_on)
+    # both shards are submitted at once and each --limit 1 worker takes one (a shard outlasts the
+    # 2 s worker poll), so they land on the two GPU workers
+    assert sorted(ran_on.values()) == [f"{host}-worker-gpu0", f"{host}-worker-gpu1"]
+    [merge] = stack.runs(fanout)
+    assert (merge.info.run_name, merge.info.status) == ("evaluate-merge", "FINISHED")
+    assert merge.data.tags["perk.worker"] == f"{host}-worker-control"
+    assert merge.data.tags["perk.deployment"] == "evaluate-fanout"
+
+    metrics = json.loads((stack.root / "data" / "eval" / "metrics.json").read_text())
+    for method in ("perk", "baseline"):
+        assert {f"em_{L}" for L in lengths} <= set(metrics[method]["needle_multikey"]), metrics
+    print(f"baseline + evaluate-fanout: {time.monotonic() - t0:.0f} s")
+
+
 def test_stack_down_leaves_nothing_running(stack):
     down = stack.perk("down", timeout=120)
     assert down.returncode == 0, down.stdout + down.stderr
-    assert "worker" in down.stdout and "prefect-server" in down.stdout and "mlflow-server" in down.stdout
+    assert all(w in down.stdout for w in WORKERS) and "prefect-server" in down.stdout and "mlflow-server" in down.stdout
     assert stack.pids and not [p for p in stack.pids if _alive(p)]
     assert not list(stack.state_dir.glob("*.pid"))
     for port in (stack.pport, stack.mport):
