@@ -120,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--repeats", type=int, default=5, help="meta-step: measured outer steps (default: %(default)s)")
     sp.set_defaults(func=cmd_bench)
     sp = sub.add_parser("stack", help="start/stop the local Prefect + MLflow stack",
-                        description="`perk stack up`: Prefect server, work pool 'gpu', the perk deployments, "
-                        "worker(s) and the MLflow tracking server on 127.0.0.1 (pids and logs in .prefect/stack/); "
+                        description="`perk stack up`: Prefect server, work pools 'gpu' (one worker per GPU) and "
+                        "'control' (fan-out coordinators), the perk deployments, the workers and the MLflow tracking server on 127.0.0.1 (pids and logs in .prefect/stack/); "
                         "`perk stack down` stops them all; `perk stack status` lists them.")
     from flows.stack import add_arguments
     add_arguments(sp)
