@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_bench)
     sp = sub.add_parser("stack", help="start/stop the local Prefect + MLflow stack",
                         description="`perk stack up`: Prefect server, work pools 'gpu' (one worker per GPU) and "
-                        "'control' (fan-out coordinators), the perk deployments, the workers and the MLflow tracking server on 127.0.0.1 (pids and logs in .prefect/stack/); "
+                        "'control' (fan-out coordinators), the perk deployments, the workers and the MLflow tracking "
+                        "server on 127.0.0.1 (pids and logs in .prefect/stack/); "
                         "`perk stack down` stops them all; `perk stack status` lists them.")
     from flows.stack import add_arguments
     add_arguments(sp)
