@@ -76,8 +76,8 @@ class TaskSpec(Section):
 
 class NeedleSpec(TaskSpec):
     subtasks: list[str] = Field(default_factory=lambda: ["single", "multikey", "multivalue", "multiquery", "passkey"])
-    n_train: int = Field(2000, ge=0)
-    n_val: int = Field(64, ge=0)
+    n_train: int = Field(10000, ge=0, description="split evenly over the subtasks")
+    n_val: int = Field(250, ge=0)
     num_keys: int = Field(4, ge=1, le=64, description="needles (facts) per context for multikey/multiquery")
     num_values: int = Field(4, ge=1, le=16, description="values per key for multivalue")
     num_queries: int = Field(2, ge=1, le=16, description="keys asked at once for multiquery")
@@ -211,6 +211,8 @@ class TrainLoopConfig(Section):
     batch_size: int = Field(4, ge=1, description="examples per step")
     lr: float = Field(1e-3, gt=0, le=1.0)
     warmup: int = Field(50, ge=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine decay ends at this fraction of lr")
+    betas: tuple[float, float] = Field((0.9, 0.99), description="AdamW betas")
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     checkpoint_every: int = Field(100, ge=1)

@@ -19,12 +19,14 @@ from . import checkpoint, distributed
 from .config import TrainLoopConfig
 
 
-def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, total: int,
+                  min_ratio: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup, then cosine decay from lr to min_ratio * lr at `total` steps."""
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
         progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
@@ -44,8 +46,8 @@ def run(modules: dict[str, torch.nn.Module], param_groups: list[dict], cfg: Trai
     `fingerprint` identifies the run's inputs (params, data); checkpoints written under another
     fingerprint are discarded instead of resumed.
     """
-    opt = torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay)
-    sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
+    opt = torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
+    sched = warmup_cosine(opt, cfg.warmup, cfg.steps, cfg.min_lr_ratio)
     start, last = 0, {}
     found = checkpoint.latest(ckpt_dir)
     if found is not None and (checkpoint.peek(found, "fingerprint") or "") != fingerprint:

@@ -56,6 +56,16 @@ def test_warmup_cosine_shape():
     assert all(a >= b for a, b in zip(lrs[1:], lrs[2:]))
 
 
+def test_warmup_cosine_floor():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    sched = loop.warmup_cosine(opt, warmup=0, total=10, min_ratio=0.1)
+    lrs = []
+    for _ in range(12):
+        lrs.append(sched.get_last_lr()[0])
+        opt.step(); sched.step()
+    assert lrs[0] == 2.0 and abs(lrs[5] - 1.1) < 1e-9 and lrs[10] == lrs[11] == 0.2
+
+
 def test_checkpoints_of_other_inputs_are_not_resumed(tmp_path, capsys):
     torch.manual_seed(0)
     model = torch.nn.Linear(2, 1)

@@ -128,8 +128,7 @@ def pretrain_base(model, episodes: list[Episode], steps: int, lr: float, seed: i
         groups.append({"params": list(weight_net.parameters()), "lr": lr_weight_net})
     else:
         weight_net = None
-    opt = torch.optim.AdamW(groups, weight_decay=0.0)
-    sched = loop.warmup_cosine(opt, min(50, steps // 10), steps)
+    opt = torch.optim.AdamW(groups, weight_decay=0.0)  # constant lr: the recipe (experiments/RECIPE.md)
     dev = next(model.parameters()).device
     for step in tqdm(range(steps), desc="pretrain", disable=not progress, dynamic_ncols=True):
         ep = _on(episodes[loop.batch_indices(seed + 7, step, len(episodes), 1)[0]], dev)
@@ -153,7 +152,6 @@ def pretrain_base(model, episodes: list[Episode], steps: int, lr: float, seed: i
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        sched.step()
         if step % 10 == 0 or step == steps - 1:
             log_fn(metrics, step)
 
