@@ -41,3 +41,15 @@ def test_all_keys_includes_held_out_keys_and_text_is_a_function_of_step():
 def test_bad_key_choice_is_named():
     with pytest.raises(ValueError, match="exposure keys"):
         Exposure(_Tok(), "some")
+
+
+def test_loss_leaves_the_tokenizer_unpadded(tiny_tokenizer):
+    import torch
+
+    from perk.config import ModelConfig
+    from perk.model import load_model
+
+    lm = load_model(ModelConfig(n_layer=1, n_embd=32, n_head=2), tiny_tokenizer)
+    loss = Exposure(tiny_tokenizer, "train", rows=3).loss(lm, 0)
+    assert torch.isfinite(loss) and float(loss) > 0
+    assert tiny_tokenizer.backend_tokenizer.padding is None  # token counts elsewhere stay exact

@@ -34,9 +34,14 @@ class Exposure:
 
     def loss(self, lm: torch.nn.Module, step: int) -> torch.Tensor:
         """Mean next-token loss of `lm` on this step's exposure text."""
-        enc = self.tok(self.texts(step), add_special_tokens=False, padding=True, return_tensors="pt")
+        # padded by hand: a fast tokenizer called with padding=True keeps padding switched on in its
+        # backend, and later token counts (haystack fitting) would then include the pads
+        seqs = self.tok(self.texts(step), add_special_tokens=False)["input_ids"]
+        n = max(map(len, seqs))
+        pad = self.tok.pad_token_id
         dev = next(lm.parameters()).device
-        ids, att = enc["input_ids"].to(dev), enc["attention_mask"].to(dev)
+        ids = torch.tensor([s + [pad] * (n - len(s)) for s in seqs], device=dev)
+        att = torch.tensor([[1] * len(s) + [0] * (n - len(s)) for s in seqs], device=dev)
         out = lm(input_ids=ids, attention_mask=att)
         mask = att[:, 1:].float()
         return (token_losses(out.logits, ids) * mask).sum() / mask.sum()
