@@ -8,6 +8,7 @@ SDPA kernels have no double backward.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -166,7 +167,9 @@ def add_lora(model: nn.Module, lora_cfg: LoraConfig):
                           lora_dropout=lora_cfg.dropout, target_modules=targets,
                           fan_in_fan_out=_family(model) == "gpt2", bias="none")
     trainable = {n: p.requires_grad for n, p in model.named_parameters()}
-    pmodel = get_peft_model(model, pcfg)
+    with warnings.catch_warnings():  # peft reads a property transformers 5 deprecated; not ours to fix
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        pmodel = get_peft_model(model, pcfg)
     # peft freezes the base; restore the caller's choice (freeze it yourself for a pretrained base).
     for n, p in pmodel.base_model.model.named_parameters():
         if "lora_" not in n:

@@ -61,11 +61,17 @@ def heatmap(matrix: list[list[float | None]], rows: list, cols: list, path: str 
     return _save(fig, path)
 
 
+def _natural(name: str) -> tuple:
+    """perk_mb4 before perk_mb16: digit runs compare as numbers."""
+    import re
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
+
+
 def scaling(rows: Iterable[dict], y: str, path: str | Path, title: str, ylabel: str) -> Path:
     """rows: {method, length, <y>, status}; log-log lines per method, failed points marked x."""
     rows = list(rows)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method in sorted({r["method"] for r in rows}):
+    for method in sorted({r["method"] for r in rows}, key=_natural):
         pts = sorted((r for r in rows if r["method"] == method), key=lambda r: r["length"])
         ok = [r for r in pts if r["status"] == "ok"]
         line, = ax.plot([r["length"] for r in ok], [r[y] for r in ok], marker="o", label=method)
