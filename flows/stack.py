@@ -361,8 +361,9 @@ def main(args) -> int:
               f"logs, pids   {stack.state_dir}\n\nIn another shell:\n"
               f"  export PREFECT_API_URL={urls['prefect_api']} MLFLOW_TRACKING_URI={urls['mlflow_ui']} "
               f"PREFECT_HOME={stack.root / '.prefect'}\n"
-              f"  prefect deployment run perk/pipeline --watch\n"
-              f"  prefect deployment run perk/evaluate-fanout --watch   # one shard per eval length, over the GPU workers\n")
+              f"  {_bin('prefect')} deployment run perk/pipeline --watch\n"
+              f"  {_bin('prefect')} deployment run perk/evaluate-fanout --watch   # one shard per eval length, "
+              f"over the GPU workers\n")
     elif args.action == "down":
         stopped = down(stack)
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
