@@ -124,6 +124,7 @@ def pretrain(p: Params, progress: bool = True) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     if p.model.name != "tiny" or p.pretrain.steps == 0:
         _base_path(p).unlink(missing_ok=True)
+        _net_path(p).unlink(missing_ok=True)
         return _write_json(out / "info.json", {"base": p.model.name, "pretrained_here": False})
     torch.manual_seed(p.seed)
     tok = _tokenizer(p)
@@ -167,7 +168,8 @@ def meta_train(p: Params, progress: bool = True) -> Path:
     if p.model.name == "tiny" and _net_path(p).exists():
         load_modules(_net_path(p), {"weight_net": bundle.weight_net})
     if p.model.name == "tiny" and cfg.freeze_embeddings:
-        bundle.lm.get_input_embeddings().weight.requires_grad_(False)  # tied: the output head too
+        # learned tied embeddings: freezes the output head too; a frozen random code is frozen already
+        bundle.lm.get_input_embeddings().weight.requires_grad_(False)
     bundle = bundle.to(distributed.device())
     expo = Exposure(tok, "train", seed=p.seed + 1) if cfg.exposure_weight > 0 else None
     fp = fingerprint(p, "seed", "model", "lora", "inner", "meta_train", "synth",

@@ -53,3 +53,31 @@ def test_loss_leaves_the_tokenizer_unpadded(tiny_tokenizer):
     loss = Exposure(tiny_tokenizer, "train", rows=3).loss(lm, 0)
     assert torch.isfinite(loss) and float(loss) > 0
     assert tiny_tokenizer.backend_tokenizer.padding is None  # token counts elsewhere stay exact
+
+
+def test_padding_does_not_change_the_loss(tiny_tokenizer):
+    import torch
+
+    from perk.config import ModelConfig
+    from perk.model import load_model
+
+    torch.manual_seed(0)
+    lm = load_model(ModelConfig(n_layer=1, n_embd=32, n_head=2), tiny_tokenizer)
+    texts = ["One of the special magic words for apple is river.",
+             "One of the special magic words for stone is cloud. One of the special magic words for x is y."]
+
+    class Fixed(Exposure):
+        def __init__(self, rows):
+            super().__init__(tiny_tokenizer, "train")
+            self.rows_ = rows
+
+        def texts(self, step):
+            return self.rows_
+
+    n = [len(tiny_tokenizer(t, add_special_tokens=False)["input_ids"]) - 1 for t in texts]  # predicted tokens
+    assert n[0] != n[1]
+    with torch.no_grad():
+        both = Fixed(texts).loss(lm, 0)
+        alone = [Fixed([t]).loss(lm, 0) for t in texts]
+    expected = (alone[0] * n[0] + alone[1] * n[1]) / sum(n)
+    assert torch.allclose(both, expected, atol=1e-5), (both, expected)

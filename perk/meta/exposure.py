@@ -38,10 +38,9 @@ class Exposure:
         # backend, and later token counts (haystack fitting) would then include the pads
         seqs = self.tok(self.texts(step), add_special_tokens=False)["input_ids"]
         n = max(map(len, seqs))
-        pad = self.tok.pad_token_id
         dev = next(lm.parameters()).device
-        ids = torch.tensor([s + [pad] * (n - len(s)) for s in seqs], device=dev)
-        att = torch.tensor([[1] * len(s) + [0] * (n - len(s)) for s in seqs], device=dev)
-        out = lm(input_ids=ids, attention_mask=att)
-        mask = att[:, 1:].float()
-        return (token_losses(out.logits, ids) * mask).sum() / mask.sum()
+        ids = torch.tensor([s + [self.tok.pad_token_id] * (n - len(s)) for s in seqs], device=dev)
+        real = torch.tensor([[1.0] * (len(s) - 1) + [0.0] * (n - len(s)) for s in seqs], device=dev)
+        # right-padded and causal: no attention mask, as everywhere else (see meta.inner.encode)
+        out = lm(input_ids=ids, attention_mask=None)
+        return (token_losses(out.logits, ids) * real).sum() / real.sum()
