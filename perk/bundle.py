@@ -31,6 +31,18 @@ class PerkBundle(torch.nn.Module):
     def hidden_size(self) -> int:
         return self.weight_net.fc1.in_features
 
+    def encode(self, chunks: dict[str, torch.Tensor], train: bool = False, example_id=None,
+               return_weight_logits: bool = False, **inner):
+        """Write one context's chunks into fast LoRA weights with this system's own step sizes,
+        weighting net and inner-loop engine (perk.meta.inner.encode). `inner` overrides InnerConfig
+        keys for this call, e.g. `micro_batch=16` at test time."""
+        from .meta.inner import encode
+
+        cfg = self.inner.model_copy(update=inner) if inner else self.inner
+        net = self.weight_net if cfg.weighting == "net" else None
+        return encode(self.lm, chunks, cfg, self.step_sizes, net, engine=cfg.engine, train=train,
+                      example_id=example_id, return_weight_logits=return_weight_logits)
+
     def save(self, path: str | Path, metadata: dict | None = None) -> Path:
         # a named pretrained base is frozen: store only what training changed
         return save_modules(path, {"perk": self}, trainable_only=True, metadata=metadata)

@@ -150,7 +150,7 @@ class ModelConfig(Section):
     n_layer: int = Field(2, ge=1, le=64)
     n_embd: int = Field(128, ge=16, le=8192)
     n_head: int = Field(4, ge=1, le=128)
-    max_positions: int = Field(8192, ge=64)
+    max_positions: int = Field(16384, ge=64)
     dtype: Literal["float32", "float64", "bfloat16"] = "float32"
     local_layers: int | None = Field(None, ge=0, description="tiny qwen2: bottom layers with sliding-window "
                                      "attention (a fact and its question then read alike locally, which helps "
@@ -184,8 +184,8 @@ class InnerConfig(Section):
     optimizer: Literal["sgd", "adam"] = "adam"
     steps: int = Field(4, ge=1, le=64)
     lr_init: float = Field(1e-2, gt=0)
-    lr_min: float = Field(1.2e-4, gt=0)
-    lr_max: float = Field(0.37, gt=0)
+    lr_min: float = Field(1.234e-4, gt=0, description="clamp of the learned step sizes (e^-9)")
+    lr_max: float = Field(0.3679, gt=0, description="(e^-1)")
     betas: tuple[float, float] = (0.9, 0.95)
     differentiate_last: int = Field(2, ge=0)
     first_order: bool = False
@@ -242,6 +242,7 @@ class PretrainConfig(Section):
                            "over the training keys and every value word (see perk/meta/exposure.py)")
     exposure_keys: Literal["train", "all"] = Field("train", description="key words in the exposure text; "
                                                    "'all' includes held-out keys (random pairs, no answers)")
+    checkpoint_every: int = Field(100, ge=1, description="steps between checkpoints (a killed run resumes)")
     out_dir: str = "data/pretrain"
 
 
@@ -267,6 +268,7 @@ class MetaTrainConfig(TrainLoopConfig):
 class BaselineConfig(TrainLoopConfig):
     """Prompt-based long-context fine-tuning (FT-ICR): context in the prompt -> answer."""
     out_dir: str = "data/baseline"
+    steps: int = Field(700, ge=1, description="x batch 4: the question/answer pairs PERK sees (700 contexts x 4 keys)")
     lr: float = Field(1e-3, gt=0, le=1.0)
 
 

@@ -16,8 +16,8 @@ from typing import Callable, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from tqdm.auto import tqdm
 
+from . import progress as progress_
 from .data.io import atomic_write_bytes
 from .prompts import context_prompt, greedy_answer, question_prompt
 from .scoring import exact_match, substring_match, token_f1, wilson_interval
@@ -62,17 +62,15 @@ def prompt_answerer(model, tokenizer, max_positions: int, max_new_tokens: int, d
     return answer
 
 
-def perk_answerer(model, tokenizer, step_sizes, weight_net, inner_cfg, max_new_tokens: int,
-                  device="cpu") -> Answerer:
+def perk_answerer(bundle, tokenizer, max_new_tokens: int, device="cpu", micro_batch: int = 0) -> Answerer:
     """PERK: encode the context into the adapter (first-order, micro-batched), answer without it."""
-    from .meta import chunk_batch, encode
+    from .meta import chunk_batch
 
     def answer(row: dict):
         chunks = {k: v.to(device) for k, v in chunk_batch(tokenizer, row["context"]).items()}
-        enc = encode(model, chunks, inner_cfg, step_sizes, weight_net, engine=inner_cfg.engine,
-                     train=False, example_id=row["id"])
-        with adapted(model, {n: t.detach() for n, t in enc.as_dict().items()}):
-            return greedy_answer(model, tokenizer, question_prompt(row), max_new_tokens, device), "ok"
+        enc = bundle.encode(chunks, train=False, example_id=row["id"], micro_batch=micro_batch)
+        with adapted(bundle.lm, {n: t.detach() for n, t in enc.as_dict().items()}):
+            return greedy_answer(bundle.lm, tokenizer, question_prompt(row), max_new_tokens, device), "ok"
     return answer
 
 
@@ -105,16 +103,16 @@ def run_cells(answerers: dict[str, Answerer], task: str, rows: list[dict], per_c
     out_dir = Path(out_dir)
     results = []
     cells = group_cells(rows, per_cell)
+    bar = progress_.bar(total=len(answerers) * len(cells), desc=f"evaluate {task} (cells)", enabled=progress)
     for method, answer in answerers.items():
         for (length, depth), cell_rows in cells.items():
             path = out_dir / method / f"{cell_key(task, length, depth)}.parquet"
             if path.exists():  # finished before a kill/rerun: reuse
                 results += pq.read_table(path).to_pylist()
+                bar.update()
                 continue
             scored = []
-            bar = tqdm(cell_rows, desc=f"{method} {task} L={length} d={depth}", disable=not progress,
-                       leave=False, dynamic_ncols=True)
-            for r in bar:
+            for r in cell_rows:
                 t0 = time.perf_counter()
                 pred, status = answer(r)
                 scored.append(score_row(r, method, task, pred, status, time.perf_counter() - t0))
@@ -122,6 +120,9 @@ def run_cells(answerers: dict[str, Answerer], task: str, rows: list[dict], per_c
             atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp))
             on_cell(f"{method}/{cell_key(task, length, depth)}", scored)
             results += scored
+            bar.set_postfix({"last": f"{method} L={length} d={depth} EM {sum(x['em'] for x in scored) / len(scored):.2f}"})
+            bar.update()
+    bar.close()
     return results
 
 

@@ -26,19 +26,17 @@ def perk_method(micro_batch: int) -> str:
 
 def _perk_call(bundle, length: int, chunk_tokens: int, micro_batch: int, new_tokens: int, device):
     from .evaluate import adapted
-    from .meta import encode
 
     vocab = bundle.lm.get_input_embeddings().weight.shape[0]
     n_chunks = math.ceil(length / chunk_tokens)
     g = torch.Generator().manual_seed(length)
     ids = torch.randint(3, vocab, (n_chunks, chunk_tokens), generator=g).to(device)
     ones = torch.ones_like(ids)
-    cfg = bundle.inner.model_copy(update={"micro_batch": micro_batch})
     question = torch.randint(3, vocab, (1, 24), generator=g).to(device)
 
     def run():
-        enc = encode(bundle.lm, {"input_ids": ids, "attention_mask": ones, "loss_mask": ones}, cfg,
-                     bundle.step_sizes, bundle.weight_net, engine=cfg.engine, train=False)
+        enc = bundle.encode({"input_ids": ids, "attention_mask": ones, "loss_mask": ones}, train=False,
+                            micro_batch=micro_batch)
         with adapted(bundle.lm, {n: t.detach() for n, t in enc.as_dict().items()}), torch.no_grad():
             bundle.lm.generate(question, attention_mask=torch.ones_like(question), max_new_tokens=new_tokens,
                                min_new_tokens=new_tokens, do_sample=False, use_cache=True)
