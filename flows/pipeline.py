@@ -193,7 +193,7 @@ def perk_flow(stages: list[str] | None = None, params: list[str] | None = None,
     them one after the other here, or as shard flow runs on other workers (`fan_out`), or once
     without cell expansion (`expand_cells=False`, a shard itself)."""
     from prefect.runtime import deployment, flow_run
-    from perk import stages, tracking
+    from perk import stages as registry, tracking
 
     overrides = list(params or [])
     names = resolve_stages(stages, target)
@@ -210,7 +210,7 @@ def perk_flow(stages: list[str] | None = None, params: list[str] | None = None,
         lease = _recover().write_lease(tracking.root(), str(flow_run.id))
     try:
         for name in names:
-            if expand_cells and stages.get(name).shards is not None:
+            if expand_cells and registry.get(name).shards is not None:
                 cells = _fan_out if fan_out else _run_with_cells
                 outputs[name] = cells(name, params_file, overrides)
             else:
