@@ -58,10 +58,10 @@ def cmd_bench(args) -> None:
     run_bench(args.what, _load(args), args)
 
 
-def cmd_stack(args) -> None:
+def run_stack(argv: list[str]) -> int:
     import subprocess
     # a separate process: prefect/mlflow live on the orchestration side, never imported here
-    raise SystemExit(subprocess.call([sys.executable, "-m", "flows.stack", *args.stack_args]))
+    return subprocess.call([sys.executable, "-m", "flows.stack", *argv])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,11 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Forwarded to `python -m flows.stack` (also installed as `perk-stack`): "
                         "up | down | status, see `perk stack -h` there.", add_help=False)
     sp.add_argument("stack_args", nargs=argparse.REMAINDER)
-    sp.set_defaults(func=cmd_stack)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["stack"]:  # everything after `stack`, -h included, is flows.stack's
+        return run_stack(argv[1:])
     args = build_parser().parse_args(argv)
     from .meta.inner import InnerLoopError
     from .model import ModelLoadError
