@@ -146,6 +146,13 @@ class TokenizerConfig(Section):
 
 class ModelConfig(Section):
     name: str = Field("tiny", description="'tiny' (built from this config) or an HF model id / local directory")
+    shape: str | None = Field(None, description="build a published architecture with RANDOM weights, no "
+                              "download: a name in profiles/shapes/ (qwen2.5-0.5b, gpt2-small) or a path to an "
+                              "HF config.json. Memory and latency depend on the shape, not the weights. The base "
+                              "is frozen like a named model's; leave model.name at 'tiny'")
+    shape_overrides: dict[str, int | float | bool | str] = Field(
+        default_factory=dict, description="config fields replaced in the shape, e.g. {num_hidden_layers: 1} "
+        "for a CPU-sized test of the same architecture")
     arch: Literal["qwen2", "gpt2"] = "qwen2"
     n_layer: int = Field(2, ge=1, le=64)
     n_embd: int = Field(128, ge=16, le=8192)
@@ -167,7 +174,16 @@ class ModelConfig(Section):
     def _heads(self):
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.shape is not None and self.name != "tiny":
+            raise ValueError(f"set model.shape ({self.shape!r}) or model.name ({self.name!r}), not both")
+        if self.shape_overrides and self.shape is None:
+            raise ValueError("model.shape_overrides needs model.shape")
         return self
+
+    @property
+    def frozen_base(self) -> bool:
+        """A named or shape-only base stands for a pretrained model: frozen, never pretrained here."""
+        return self.name != "tiny" or self.shape is not None
 
 
 class LoraConfig(Section):

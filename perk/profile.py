@@ -1,13 +1,14 @@
 """Peak memory and latency against context length: PERK encode + answer vs prompt-based inference.
 
-Each (method, length) point runs in its own spawned process: its memory is not polluted by the
-points before it, a point that runs out of memory or past its time limit is killed and recorded
-as `oom` / `timeout`, and the stage goes on. Token content does not change cost, so contexts are
-random token ids of exactly the requested length (PERK: chunks of `chunk_tokens`).
+Points run in a spawned process: its memory is not polluted by the parent, a point that runs out
+of memory or past its time limit is recorded as `oom` / `timeout`, and the stage goes on. One
+process measures a series of lengths of one method (`run_series`): it builds the model once,
+which is most of a point's cost for a large model on a GPU. On CPU `run_point` keeps one process
+per point, since freed host memory is not handed back and would blur the next point's peak.
+The workloads themselves are in perk/profile_calls.py.
 """
 from __future__ import annotations
 
-import math
 import multiprocessing as mp
 import queue
 import resource
@@ -17,89 +18,50 @@ import traceback
 
 import torch
 
-METHOD_PROMPT = "prompt"
+from .profile_calls import METHOD_META_STEP, METHOD_PROMPT, make_call, perk_method
+
+__all__ = ["METHOD_META_STEP", "METHOD_PROMPT", "growth_ratios", "perk_method", "run_point", "run_series"]
 
 
-def perk_method(micro_batch: int) -> str:
-    return f"perk_mb{micro_batch}"
-
-
-def _perk_call(bundle, length: int, chunk_tokens: int, micro_batch: int, new_tokens: int, device):
-    from .evaluate import adapted
-    from .meta import encode
-
-    vocab = bundle.lm.get_input_embeddings().weight.shape[0]
-    n_chunks = math.ceil(length / chunk_tokens)
-    g = torch.Generator().manual_seed(length)
-    ids = torch.randint(3, vocab, (n_chunks, chunk_tokens), generator=g).to(device)
-    ones = torch.ones_like(ids)
-    cfg = bundle.inner.model_copy(update={"micro_batch": micro_batch})
-    question = torch.randint(3, vocab, (1, 24), generator=g).to(device)
-
-    def run():
-        enc = encode(bundle.lm, {"input_ids": ids, "attention_mask": ones, "loss_mask": ones}, cfg,
-                     bundle.step_sizes, bundle.weight_net, engine=cfg.engine, train=False)
-        with adapted(bundle.lm, {n: t.detach() for n, t in enc.as_dict().items()}), torch.no_grad():
-            bundle.lm.generate(question, attention_mask=torch.ones_like(question), max_new_tokens=new_tokens,
-                               min_new_tokens=new_tokens, do_sample=False, use_cache=True)
-    return run
-
-
-def _prompt_call(bundle, length: int, new_tokens: int, device):
-    vocab = bundle.lm.get_input_embeddings().weight.shape[0]
-    ids = torch.randint(3, vocab, (1, length + 24), generator=torch.Generator().manual_seed(length)).to(device)
-
-    def run():
-        with torch.no_grad(), bundle.lm.disable_adapter():
-            bundle.lm.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                               min_new_tokens=new_tokens, do_sample=False, use_cache=True)
-    return run
-
-
-def _child(spec: dict, out: mp.Queue) -> None:
-    """Runs in a fresh process: build the model, warm up, measure repeats, report."""
-    limit = resource.getrlimit(resource.RLIMIT_AS)
-    try:
-        result = _measure(spec)
-        resource.setrlimit(resource.RLIMIT_AS, limit)
-        out.put(result)
-    except (MemoryError, torch.OutOfMemoryError) as err:
-        resource.setrlimit(resource.RLIMIT_AS, limit)  # reporting needs memory (a queue thread)
-        out.put({"status": "oom", "error": str(err)[:300]})
-    except RuntimeError as err:
-        resource.setrlimit(resource.RLIMIT_AS, limit)
+def _status_of(err: BaseException) -> dict:
+    if isinstance(err, (MemoryError, torch.OutOfMemoryError)):
+        return {"status": "oom", "error": str(err)[:300]}
+    if isinstance(err, RuntimeError):
         oom = "alloc" in str(err).lower() or "out of memory" in str(err).lower()
-        out.put({"status": "oom" if oom else "error", "error": str(err)[:300]})
-    except Exception as err:  # noqa: BLE001 - reported as this point's status, the stage goes on
-        resource.setrlimit(resource.RLIMIT_AS, limit)
-        out.put({"status": "error", "error": f"{type(err).__name__}: {err}"[:300],
-                 "traceback": traceback.format_exc()[-2000:]})
+        return {"status": "oom" if oom else "error", "error": str(err)[:300]}
+    return {"status": "error", "error": f"{type(err).__name__}: {err}"[:300],
+            "traceback": traceback.format_exc()[-2000:]}
 
 
-def _measure(spec: dict) -> dict:
-    """Build the model, warm up, measure the repeats (in the spawned process)."""
+def _build(spec: dict):
+    """The bundle on its device, and resident memory after loading (see memory.peak_memory)."""
     torch.set_num_threads(spec.get("threads", 2))
     from .bundle import PerkBundle
     from .config import Params
-    from .memory import MemoryTrace, peak_memory, rss_mib
+    from .memory import rss_mib
     from .tokenizer import load_tokenizer
 
     p = Params.model_validate(spec["params"])
     device = torch.device(spec["device"])
     tok = load_tokenizer(spec["tokenizer"])
-    bundle = PerkBundle(p, tok)
+    torch.manual_seed(0)
+    with torch.device(device):  # build in place: a 0.5B model initialised on the host takes long
+        bundle = PerkBundle(p, tok)
     if spec.get("artifacts"):
         bundle.load(spec["artifacts"])
     bundle.to(device).eval()
-    base_mib = rss_mib()  # after the model is loaded, before any run (see memory.peak_memory)
-    m = spec["method"]
-    if m == METHOD_PROMPT:
-        run = _prompt_call(bundle, spec["length"], spec["new_tokens"], device)
-    else:
-        run = _perk_call(bundle, spec["length"], spec["chunk_tokens"], int(m.removeprefix("perk_mb")),
-                         spec["new_tokens"], device)
+    attn = spec.get("attn", "eager")
+    if attn != "eager":  # inference only: fused kernels have no double backward (meta_step stays eager)
+        bundle.lm.get_base_model().set_attn_implementation(attn)
+    return bundle, device, rss_mib()
+
+
+def _measure(bundle, spec: dict, length: int, device, base_mib: float) -> dict:
+    """Warm up, then measure the repeats of one length."""
+    from .memory import MemoryTrace, _status_kib, peak_memory
+
+    run = make_call(bundle, spec, length, device)
     if spec.get("memory_limit_mb"):  # address space the measured runs may add to what is mapped now
-        from .memory import _status_kib
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
         resource.setrlimit(resource.RLIMIT_AS, (_status_kib("VmSize") * 1024 + int(spec["memory_limit_mb"]) * 2**20, hard))
     for _ in range(spec["warmup"]):
@@ -112,49 +74,101 @@ def _measure(spec: dict) -> dict:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - t0)
-        peaks.append(peak.mib)
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        peaks.append(peak)
     trace = None
     if spec.get("trace"):
         tr = MemoryTrace(device=str(device))
         with tr.record():
             run()
         trace = tr.points
-    return {"status": "ok", "seconds": statistics.median(times), "seconds_min": min(times),
-            "seconds_max": max(times), "peak_mib": statistics.median(peaks), "peak_mib_max": max(peaks),
-            "memory_method": peak.method, "trace": trace}
+    mib = [q.mib for q in peaks]
+    out = {"status": "ok", "seconds": statistics.median(times), "seconds_min": min(times),
+           "seconds_max": max(times), "peak_mib": statistics.median(mib), "peak_mib_max": max(mib),
+           "memory_method": peak.method, "trace": trace}
+    if device.type == "cuda":
+        out["cuda_max_allocated_mib"] = max(q.allocated_mib for q in peaks)
+        out["cuda_max_reserved_mib"] = max(q.reserved_mib for q in peaks)
+    return out
 
 
-def run_point(spec: dict, timeout_s: float) -> dict:
-    """Measure one point in a spawned process; never raises for OOM/timeouts/crashes."""
+def _child(spec: dict, out: mp.Queue) -> None:
+    """Runs in a fresh process: build the model once, then report each length as it is measured."""
+    limit = resource.getrlimit(resource.RLIMIT_AS)
+    try:
+        bundle, device, base_mib = _build(spec)
+    except Exception as err:  # noqa: BLE001 - reported as the first point's status
+        out.put({"phase": "build", **_status_of(err)})
+        return
+    out.put({"phase": "ready"})
+    for length in spec["lengths"]:
+        try:
+            result = _measure(bundle, spec, length, device, base_mib)
+        except Exception as err:  # noqa: BLE001 - this point's status; the series goes on
+            resource.setrlimit(resource.RLIMIT_AS, limit)  # reporting needs memory (a queue thread)
+            result = _status_of(err)
+        resource.setrlimit(resource.RLIMIT_AS, limit)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # an OOM leaves cached blocks the next length needs
+        out.put({"phase": "point", "length": length, **result})
+
+
+def run_series(spec: dict, timeout_s: float, deadline: float | None = None) -> list[dict]:
+    """Measure `spec["lengths"]` of one method in one spawned process; never raises for
+    OOM/timeouts/crashes. The build and each point get `timeout_s`, all of it ends by `deadline`
+    (a time.monotonic() value, for a caller with a total budget). After a timeout or a dead
+    process the longer lengths are not tried (status `skipped`): they would only take longer."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     proc = ctx.Process(target=_child, args=(spec, q), daemon=True)
-    t0 = time.perf_counter()
     proc.start()
-    result = None
-    deadline = t0 + timeout_s
-    while result is None and time.perf_counter() < deadline:
+    lengths, results, failed = list(spec["lengths"]), [], None
+
+    def phase_end() -> float:
+        end = time.monotonic() + timeout_s
+        return min(end, deadline) if deadline is not None else end
+
+    end, building = phase_end(), True
+    while len(results) < len(lengths) and failed is None:
         try:
-            result = q.get(timeout=0.2)
+            msg = q.get(timeout=max(0.01, min(0.2, end - time.monotonic())))
         except queue.Empty:
-            if not proc.is_alive():  # died without reporting (e.g. the kernel's OOM killer)
+            if time.monotonic() >= end:
+                why = "total budget" if deadline is not None and end >= deadline else f"{timeout_s:.0f} s"
+                failed = {"status": "timeout", "error": f"exceeded {why}" + (" (model build)" if building else "")}
+            elif not proc.is_alive():  # died without reporting (e.g. the kernel's OOM killer)
                 try:
-                    result = q.get(timeout=0.5)
+                    msg = q.get(timeout=0.5)
                 except queue.Empty:
-                    break
-    proc.join(timeout=5)
+                    code = proc.exitcode
+                    failed = {"status": "oom" if code == -9 else "error", "error": f"process exited with code {code}"}
+                    continue
+            else:
+                continue
+        if failed is not None:
+            break
+        if msg["phase"] == "build":
+            failed = {k: v for k, v in msg.items() if k != "phase"}
+        elif msg["phase"] == "ready":
+            building = False
+        else:
+            results.append({k: v for k, v in msg.items() if k != "phase"})
+        end = phase_end()
+    proc.join(timeout=0 if failed else 5)
     if proc.is_alive():
         proc.kill()
         proc.join()
-    if result is None:
-        if time.perf_counter() < deadline:
-            code = proc.exitcode
-            result = {"status": "oom" if code == -9 else "error", "error": f"process exited with code {code}"}
-        else:
-            result = {"status": "timeout", "error": f"exceeded {timeout_s:.0f} s"}
-    return {"method": spec["method"], "length": spec["length"], **result}
+    if failed is not None:
+        first = len(results)
+        results.append({"length": lengths[first], **failed})
+        results += [{"length": L, "status": "skipped", "error": f"not run after {failed['status']} at {lengths[first]}"}
+                    for L in lengths[first + 1:]]
+    extra = {k: spec[k] for k in ("attn", "grad_checkpointing") if k in spec}
+    return [{"method": spec["method"], **extra, **r} for r in results]
+
+
+def run_point(spec: dict, timeout_s: float) -> dict:
+    """One (method, length) point in its own process; never raises for OOM/timeouts/crashes."""
+    return run_series({**spec, "lengths": [spec["length"]]}, timeout_s)[0]
 
 
 def growth_ratios(points: list[dict], key: str = "peak_mib") -> dict[str, float | None]:

@@ -75,7 +75,7 @@ def load_base(p: Params, tok):
     from .model import load_model
 
     model = load_model(p.model, tok)
-    if p.model.name == "tiny" and _base_path(p).exists():
+    if not p.model.frozen_base and _base_path(p).exists():
         load_modules(_base_path(p), {"base": model})
     return model
 
@@ -122,10 +122,11 @@ def pretrain(p: Params, progress: bool = True) -> Path:
 
     out = Path(p.pretrain.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if p.model.name != "tiny" or p.pretrain.steps == 0:
+    if p.model.frozen_base or p.pretrain.steps == 0:
         _base_path(p).unlink(missing_ok=True)
         _net_path(p).unlink(missing_ok=True)
-        return _write_json(out / "info.json", {"base": p.model.name, "pretrained_here": False})
+        base = f"shape:{p.model.shape}" if p.model.shape else p.model.name
+        return _write_json(out / "info.json", {"base": base, "pretrained_here": False})
     torch.manual_seed(p.seed)
     tok = _tokenizer(p)
     pc = p.pretrain
@@ -165,9 +166,9 @@ def meta_train(p: Params, progress: bool = True) -> Path:
     from . import distributed
     distributed.init()  # under torchrun: join the group; only rank 0 tracks and writes (perk/distributed.py)
     bundle = PerkBundle(p, tok, base=load_base(p, tok))
-    if p.model.name == "tiny" and _net_path(p).exists():
+    if not p.model.frozen_base and _net_path(p).exists():
         load_modules(_net_path(p), {"weight_net": bundle.weight_net})
-    if p.model.name == "tiny" and cfg.freeze_embeddings:
+    if not p.model.frozen_base and cfg.freeze_embeddings:
         # learned tied embeddings: freezes the output head too; a frozen random code is frozen already
         bundle.lm.get_input_embeddings().weight.requires_grad_(False)
     bundle = bundle.to(distributed.device())
