@@ -313,6 +313,9 @@ class ProfileConfig(Section):
     new_tokens: int = Field(8, ge=1)
     timeout_s: float = Field(180.0, gt=0, description="per point; slower points are recorded as timeout")
     memory_limit_mb: int | None = Field(None, ge=64, description="per-point cap on added address space, MiB (forces OOM)")
+    attn_implementation: Literal["eager", "sdpa"] = Field(
+        "eager", description="attention kernels at inference (PERK's test-time encode is first-order, so "
+        "fused 'sdpa' is allowed there; training always uses eager)")
     out_dir: str = "data/profile"
 
 

@@ -358,7 +358,7 @@ def profile(p: Params, progress: bool = True) -> Path:
     base = {"params": p.model_dump(mode="json"), "device": str(device()), "tokenizer": p.tokenizer.out_dir,
             "artifacts": str(artifacts) if artifacts.exists() else None, "chunk_tokens": spec_task.chunk_tokens,
             "new_tokens": cfg.new_tokens, "warmup": cfg.warmup, "repeats": cfg.repeats,
-            "memory_limit_mb": cfg.memory_limit_mb}
+            "memory_limit_mb": cfg.memory_limit_mb, "attn": cfg.attn_implementation}
     methods = [perk_method(m) for m in cfg.micro_batches] + ([METHOD_PROMPT] if cfg.prompt else [])
     trace_method = perk_method(cfg.micro_batches[len(cfg.micro_batches) // 2])
     jobs = [(m, L) for m in methods for L in cfg.lengths]
@@ -377,7 +377,7 @@ def profile(p: Params, progress: bool = True) -> Path:
             if pt["status"] == "ok":
                 tracking.log_metrics({f"{m}/peak_mib": pt["peak_mib"], f"{m}/seconds": pt["seconds"]}, L)
         fields = ["method", "length", "status", "peak_mib", "peak_mib_max", "seconds", "seconds_min",
-                  "seconds_max", "memory_method", "error"]
+                  "seconds_max", "cuda_max_allocated_mib", "cuda_max_reserved_mib", "memory_method", "attn", "error"]
 
         def write_csv(tmp):
             with open(tmp, "w", newline="") as f:
