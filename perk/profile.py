@@ -1,11 +1,13 @@
 """Peak memory and latency against context length: PERK encode + answer vs prompt-based inference.
 
 Points run in a spawned process: its memory is not polluted by the parent, a point that runs out
-of memory or past its time limit is recorded as `oom` / `timeout`, and the stage goes on. One
-process measures a series of lengths of one method (`run_series`): it builds the model once,
-which is most of a point's cost for a large model on a GPU. On CPU `run_point` keeps one process
-per point, since freed host memory is not handed back and would blur the next point's peak.
-The workloads themselves are in perk/profile_calls.py.
+of memory or past its time limit is recorded as `oom` / `timeout`, and the stage goes on.
+`run_points` measures many points in one process that builds the model once (most of a point's
+cost for a 0.5B model with a rank-256 LoRA on a GPU, where per-point peaks stay exact after
+`empty_cache` + `reset_peak_memory_stats`); a point that times out or kills its process is
+recorded, the longer lengths of its series are skipped, and a fresh process takes the rest.
+`run_point` keeps one process per point for the CPU stage, since freed host memory is not handed
+back and would blur the next point's peak. The workloads are in perk/profile_calls.py.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import torch
 
 from .profile_calls import METHOD_META_STEP, METHOD_PROMPT, make_call, perk_method
 
-__all__ = ["METHOD_META_STEP", "METHOD_PROMPT", "growth_ratios", "perk_method", "run_point", "run_series"]
+__all__ = ["METHOD_META_STEP", "METHOD_PROMPT", "growth_ratios", "perk_method", "run_point", "run_points"]
 
 
 def _status_of(err: BaseException) -> dict:
@@ -50,21 +52,18 @@ def _build(spec: dict):
     if spec.get("artifacts"):
         bundle.load(spec["artifacts"])
     bundle.to(device).eval()
-    attn = spec.get("attn", "eager")
-    if attn != "eager":  # inference only: fused kernels have no double backward (meta_step stays eager)
-        bundle.lm.get_base_model().set_attn_implementation(attn)
     return bundle, device, rss_mib()
 
 
-def _measure(bundle, spec: dict, length: int, device, base_mib: float) -> dict:
-    """Warm up, then measure the repeats of one length."""
+def _measure(bundle, spec: dict, length: int, device, base_mib: float, warmup: int) -> dict:
+    """Warm up, then measure the repeats of one length (`spec` holds the job's method etc.)."""
     from .memory import MemoryTrace, _status_kib, peak_memory
 
     run = make_call(bundle, spec, length, device)
     if spec.get("memory_limit_mb"):  # address space the measured runs may add to what is mapped now
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
         resource.setrlimit(resource.RLIMIT_AS, (_status_kib("VmSize") * 1024 + int(spec["memory_limit_mb"]) * 2**20, hard))
-    for _ in range(spec["warmup"]):
+    for _ in range(warmup):
         run()
     times, peaks = [], []
     for _ in range(spec["repeats"]):
@@ -91,61 +90,80 @@ def _measure(bundle, spec: dict, length: int, device, base_mib: float) -> dict:
     return out
 
 
-def _child(spec: dict, out: mp.Queue) -> None:
-    """Runs in a fresh process: build the model once, then report each length as it is measured."""
+def series_key(job: dict) -> tuple:
+    """Points of one series share everything but the length."""
+    return job["method"], job.get("attn", "eager"), bool(job.get("grad_checkpointing", False))
+
+
+def _configure(bundle, job: dict, current: dict) -> None:
+    """Switch attention kernels, checkpointing and train/eval mode for the next job (same model)."""
+    bundle.train(job["method"] == METHOD_META_STEP)
+    attn = job.get("attn", "eager")
+    if attn != current.get("attn", "eager"):  # fused kernels have no double backward: meta_step stays eager
+        bundle.lm.get_base_model().set_attn_implementation(attn)
+        current["attn"] = attn
+    gc = bool(job.get("grad_checkpointing", bundle.inner.grad_checkpointing))
+    if gc != bundle.inner.grad_checkpointing:
+        bundle.inner = bundle.inner.model_copy(update={"grad_checkpointing": gc})
+
+
+def _child(spec: dict, jobs: list[dict], out: mp.Queue) -> None:
+    """Runs in a fresh process: build the model once, then report each job as it is measured."""
     limit = resource.getrlimit(resource.RLIMIT_AS)
     try:
         bundle, device, base_mib = _build(spec)
-    except Exception as err:  # noqa: BLE001 - reported as the first point's status
+    except Exception as err:  # noqa: BLE001 - reported for the jobs this process was given
         out.put({"phase": "build", **_status_of(err)})
         return
     out.put({"phase": "ready"})
-    for length in spec["lengths"]:
+    current, last_key = {}, None
+    for job in jobs:
+        # warmup_first_only: later lengths of a series reuse its warmed kernels (PERK's chunk shapes
+        # do not change with the length); every series still gets its own warm-up
+        first = series_key(job) != last_key
+        last_key = series_key(job)
+        warmup = spec["warmup"] if first or not spec.get("warmup_first_only") else 0
         try:
-            result = _measure(bundle, spec, length, device, base_mib)
+            _configure(bundle, job, current)
+            result = _measure(bundle, {**spec, **job}, job["length"], device, base_mib, warmup)
         except Exception as err:  # noqa: BLE001 - this point's status; the series goes on
             resource.setrlimit(resource.RLIMIT_AS, limit)  # reporting needs memory (a queue thread)
             result = _status_of(err)
         resource.setrlimit(resource.RLIMIT_AS, limit)
         if device.type == "cuda":
-            torch.cuda.empty_cache()  # an OOM leaves cached blocks the next length needs
-        out.put({"phase": "point", "length": length, **result})
+            torch.cuda.empty_cache()  # an OOM leaves cached blocks the next point needs
+        out.put({"phase": "point", **result})
 
 
-def run_series(spec: dict, timeout_s: float, deadline: float | None = None) -> list[dict]:
-    """Measure `spec["lengths"]` of one method in one spawned process; never raises for
-    OOM/timeouts/crashes. The build and each point get `timeout_s`, all of it ends by `deadline`
-    (a time.monotonic() value, for a caller with a total budget). After a timeout or a dead
-    process the longer lengths are not tried (status `skipped`): they would only take longer."""
+def _run_process(spec: dict, jobs: list[dict], timeout_s: float, deadline: float | None) -> tuple[list[dict], dict | None]:
+    """Results of the jobs one process finished, and the failure that stopped it (None if none)."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(spec, q), daemon=True)
+    proc = ctx.Process(target=_child, args=(spec, jobs, q), daemon=True)
     proc.start()
-    lengths, results, failed = list(spec["lengths"]), [], None
+    results, failed, building = [], None, True
 
-    def phase_end() -> float:
+    def phase_end() -> float:  # the model build and each point get timeout_s, all within deadline
         end = time.monotonic() + timeout_s
         return min(end, deadline) if deadline is not None else end
 
-    end, building = phase_end(), True
-    while len(results) < len(lengths) and failed is None:
+    end = phase_end()
+    while len(results) < len(jobs) and failed is None:
         try:
             msg = q.get(timeout=max(0.01, min(0.2, end - time.monotonic())))
         except queue.Empty:
             if time.monotonic() >= end:
-                why = "total budget" if deadline is not None and end >= deadline else f"{timeout_s:.0f} s"
+                why = "the total budget" if deadline is not None and end >= deadline else f"{timeout_s:.0f} s"
                 failed = {"status": "timeout", "error": f"exceeded {why}" + (" (model build)" if building else "")}
-            elif not proc.is_alive():  # died without reporting (e.g. the kernel's OOM killer)
-                try:
-                    msg = q.get(timeout=0.5)
-                except queue.Empty:
-                    code = proc.exitcode
-                    failed = {"status": "oom" if code == -9 else "error", "error": f"process exited with code {code}"}
-                    continue
-            else:
                 continue
-        if failed is not None:
-            break
+            if proc.is_alive():
+                continue
+            try:  # died: a last message may still be in the pipe
+                msg = q.get(timeout=0.5)
+            except queue.Empty:  # e.g. the kernel's OOM killer
+                code = proc.exitcode
+                failed = {"status": "oom" if code == -9 else "error", "error": f"process exited with code {code}"}
+                continue
         if msg["phase"] == "build":
             failed = {k: v for k, v in msg.items() if k != "phase"}
         elif msg["phase"] == "ready":
@@ -157,18 +175,53 @@ def run_series(spec: dict, timeout_s: float, deadline: float | None = None) -> l
     if proc.is_alive():
         proc.kill()
         proc.join()
-    if failed is not None:
-        first = len(results)
-        results.append({"length": lengths[first], **failed})
-        results += [{"length": L, "status": "skipped", "error": f"not run after {failed['status']} at {lengths[first]}"}
-                    for L in lengths[first + 1:]]
-    extra = {k: spec[k] for k in ("attn", "grad_checkpointing") if k in spec}
-    return [{"method": spec["method"], **extra, **r} for r in results]
+    if failed is not None and building:
+        failed["build"] = True
+    return results, failed
+
+
+def run_points(spec: dict, jobs: list[dict], timeout_s: float, deadline: float | None = None,
+               on_result=None) -> list[dict]:
+    """Measure `jobs` ({method, length[, attn, grad_checkpointing]}, each series in ascending
+    length) with the model of `spec`; never raises for OOM/timeouts/crashes. The model build and
+    each point get `timeout_s`; everything ends by `deadline` (a time.monotonic() value). After a
+    point times out or kills its process, the longer lengths of its series are `skipped` (they
+    would only take longer) and a new process goes on with the other series. `on_result(row)` is
+    called as each row is known."""
+    rows, todo = [], list(jobs)
+
+    def emit(job, result):
+        row = {**job, **result}
+        rows.append(row)
+        if on_result:
+            on_result(row)
+    while todo:
+        if deadline is not None and time.monotonic() >= deadline:
+            for job in todo:
+                emit(job, {"status": "skipped", "error": "total budget spent"})
+            break
+        results, failed = _run_process(spec, todo, timeout_s, deadline)
+        for job, result in zip(todo, results):
+            emit(job, result)
+        todo = todo[len(results):]
+        if failed is None:
+            continue
+        if failed.pop("build", False) and failed["status"] == "error":
+            for job in todo:  # a model that cannot be built fails every job the same way
+                emit(job, failed)
+            break
+        bad, todo = todo[0], todo[1:]
+        emit(bad, failed)
+        for job in [j for j in todo if series_key(j) == series_key(bad)]:
+            emit(job, {"status": "skipped", "error": f"not run after {failed['status']} at {bad['length']}"})
+        todo = [j for j in todo if series_key(j) != series_key(bad)]
+    return rows
 
 
 def run_point(spec: dict, timeout_s: float) -> dict:
     """One (method, length) point in its own process; never raises for OOM/timeouts/crashes."""
-    return run_series({**spec, "lengths": [spec["length"]]}, timeout_s)[0]
+    job = {k: spec[k] for k in ("method", "length", "attn", "grad_checkpointing") if k in spec}
+    return run_points(spec, [job], timeout_s)[0]
 
 
 def growth_ratios(points: list[dict], key: str = "peak_mib") -> dict[str, float | None]:

@@ -67,7 +67,6 @@ def meta_step_call(bundle, length: int, chunk_tokens: int, device):
     from .meta.trainer import episode_forward
 
     ep = _synthetic_episode(_vocab(bundle), max(1, length // chunk_tokens), chunk_tokens)
-    bundle.train()
 
     def run():
         with _autocast(device):
