@@ -126,9 +126,20 @@ def test_gpucheck_markdown_compares_with_the_paper():
 
 
 def test_gpucheck_dry_mode_runs_every_point(tmp_path):
-    from perk.gpucheck import main, plan
+    """The whole check at CPU sizes, in an interpreter made to look like the GPU image: mlflow,
+    prefect, dvc, higher, datasets, psutil ... cannot be imported (tests/gpu_image/sitecustomize.py)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    assert main(["--dry", "--out", str(tmp_path)]) == 0
+    from perk.gpucheck import plan
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": f"{root / 'tests' / 'gpu_image'}:{root}", "GPU_IMAGE_CARRIED_FROM_VENV": "1"}
+    res = subprocess.run([sys.executable, "-m", "perk.gpucheck", "--dry", "--out", str(tmp_path)], env=env,
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
     rows = list(csv.DictReader(open(tmp_path / "gpu_check.csv")))
     assert len(rows) == len(plan(dry=True)) == 10
     assert all(r["status"] == "ok" and float(r["seconds"]) > 0 for r in rows), rows
@@ -139,8 +150,8 @@ def test_gpucheck_dry_mode_runs_every_point(tmp_path):
 
 
 def test_gpucheck_budget_is_kept_and_recorded(tmp_path):
-    """A budget too short for the model build: the point times out, the rest are recorded as not
-    run, and both files are still written."""
+    """A budget too short for the model build: nothing runs past it, the points are recorded as
+    not run, and both files are still written."""
     import time
 
     from perk.gpucheck import main
@@ -149,5 +160,8 @@ def test_gpucheck_budget_is_kept_and_recorded(tmp_path):
     assert main(["--dry", "--out", str(tmp_path), "--budget-s", "0.5", "--only", "perk_mb16,meta_step"]) == 0
     assert time.monotonic() - t0 < 15
     rows = list(csv.DictReader(open(tmp_path / "gpu_check.csv")))
-    assert [r["status"] for r in rows] == ["timeout", "skipped", "skipped", "skipped"], rows
+    # the budget ends during the model build (timeout) or before it (skipped), depending on how
+    # long the imports took; every planned point has its row either way
+    assert len(rows) == 4 and rows[0]["status"] in ("timeout", "skipped"), rows
+    assert all(r["status"] == "skipped" for r in rows[1:]), rows
     assert "total budget" in rows[0]["error"] and (tmp_path / "gpu_check.md").exists()
