@@ -116,12 +116,13 @@ def test_gpucheck_markdown_compares_with_the_paper():
                 "seconds": s, "cuda_max_allocated_mib": gib * 1024 if gib else None}
     rows = [row("perk_mb16", "eager", 64 * K, gib=19.6, s=11.4), row("prompt", "eager", 64 * K, gib=55.7, s=32.6),
             row("prompt", "sdpa", 64 * K, status="timeout"), row("perk_mb16", "eager", 128 * K, gib=35.2, s=20.9),
-            row("prompt", "eager", 128 * K, status="oom"), row("meta_step", "eager", 8 * K, gib=30.0, s=2.0, gc=True)]
+            row("prompt", "eager", 128 * K, status="oom"), row("meta_step", "eager", 8 * K, gib=30.0, s=2.0, gc=True),
+            row("meta_step", "eager", 8 * K, gib=90.0, s=3.0, gc=False)]
     md = markdown(rows, {"shape": "qwen2.5-0.5b", "device": "test"})
     assert "| 64K | 19.6 GiB / 11.4 s | not run | 55.7 GiB / 32.6 s | TIMEOUT | 19.6 GB / 11.4 s | 55.7 GB / 32.6 s |" in md
     assert "| 128K | 35.2 GiB / 20.9 s | not run | OOM | not run | 35.2 GB / 20.9 s | OOM |" in md
     assert "prompt (eager): memory 2.84x, latency 2.86x" in md and "prompt (sdpa): n/a" in md
-    assert "| 8K | on | 30.0 GiB / 2.0 s |" in md
+    assert "| 8K | on | 30.0 GiB / 2.0 s |" in md and "| 8K | off | 90.0 GiB / 3.0 s (>H100) |" in md
     assert "prompt sdpa 65536: timeout" in md  # unfinished points are listed
 
 
