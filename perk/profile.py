@@ -206,9 +206,10 @@ def run_points(spec: dict, jobs: list[dict], timeout_s: float, deadline: float |
         todo = todo[len(results):]
         if failed is None:
             continue
-        if failed.pop("build", False) and failed["status"] == "error":
-            for job in todo:  # a model that cannot be built fails every job the same way
-                emit(job, failed)
+        if failed.pop("build", False):  # the same build would fail (or time out) again for every job
+            emit(todo[0], failed)
+            for job in todo[1:]:
+                emit(job, {"status": "skipped", "error": f"not run: the model build ended in {failed['status']}"})
             break
         bad, todo = todo[0], todo[1:]
         emit(bad, failed)
