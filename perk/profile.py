@@ -15,6 +15,7 @@ import multiprocessing as mp
 import queue
 import resource
 import statistics
+import sys
 import time
 import traceback
 
@@ -47,7 +48,14 @@ def _build(spec: dict):
     device = torch.device(spec["device"])
     tok = load_tokenizer(spec["tokenizer"])
     torch.manual_seed(0)
-    with torch.device(device):  # build in place: a 0.5B model initialised on the host takes long
+    try:
+        with torch.device(device):  # build in place: a 0.5B model initialised on the host takes long
+            bundle = PerkBundle(p, tok)
+    except (RuntimeError, TypeError, ValueError) as err:  # not seen; the GPU run is one shot, so go on
+        if device.type == "cpu" or isinstance(err, torch.OutOfMemoryError):
+            raise
+        print(f"profile: building on {device} failed ({type(err).__name__}: {err}); building on the host",
+              file=sys.stderr, flush=True)
         bundle = PerkBundle(p, tok)
     if spec.get("artifacts"):
         bundle.load(spec["artifacts"])
