@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 
 class ConfigError(ValueError):
@@ -179,6 +179,17 @@ class ModelConfig(Section):
         if self.shape_overrides and self.shape is None:
             raise ValueError("model.shape_overrides needs model.shape")
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        # Unset shape keys are left out, so params dumps (and the checkpoint/cell fingerprints hashed
+        # from them) stay what they were before these keys existed: no finished work is invalidated.
+        out = handler(self)
+        if isinstance(out, dict) and self.shape is None:
+            out.pop("shape", None)
+            if not self.shape_overrides:
+                out.pop("shape_overrides", None)
+        return out
 
     @property
     def frozen_base(self) -> bool:

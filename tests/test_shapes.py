@@ -166,3 +166,11 @@ def test_gpucheck_budget_is_kept_and_recorded(tmp_path):
     assert len(rows) == 4 and rows[0]["status"] in ("timeout", "skipped"), rows
     assert all(r["status"] == "skipped" for r in rows[1:]), rows
     assert "total budget" in rows[0]["error"] and (tmp_path / "gpu_check.md").exists()
+
+
+def test_unset_shape_keys_stay_out_of_params_dumps():
+    """Fingerprints of checkpoints and eval cells hash the dump: without a shape it is unchanged."""
+    assert not {"shape", "shape_overrides"} & set(Params().model_dump(mode="json")["model"])
+    p = Params.model_validate({"model": {"shape": "qwen2.5-0.5b", "shape_overrides": {"num_hidden_layers": 1}}})
+    again = Params.model_validate(p.model_dump(mode="json")).model
+    assert (again.shape, again.shape_overrides) == ("qwen2.5-0.5b", {"num_hidden_layers": 1})
