@@ -169,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:<26} {r['length']:>7} {r['status']:<8} "
               f"{(format(r['seconds'], '.2f') + ' s') if ok else r.get('error', '')[:70]:<10} {mem if ok else ''}",
               flush=True)
+        if r.get("traceback"):  # the GPU run is one shot: the log must be enough to fix an error
+            print(r["traceback"], flush=True)
         info["wall"] = f"{time.monotonic() - t0:.0f} s"
         write(Path(args.out), rows, info)
     run_points(base, jobs, args.point_timeout_s, deadline=t0 + args.budget_s, on_result=report)
