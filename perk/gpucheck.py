@@ -77,10 +77,11 @@ def _cell(rows: list[dict], method: str, attn: str, length: int, gc=None) -> str
 
 def markdown(rows: list[dict], info: dict) -> str:
     lines = [f"# GPU check: {info['shape']} shape, random weights", "",
-             " ".join(f"{k}: {v}." for k, v in info.items() if k != "shape"), "",
-             "Peak memory is torch.cuda.max_memory_allocated (model and LoRA weights included; reserved in "
-             "gpu_check.csv), GiB = 2^30 bytes; latency = encode/prefill + 8 answer tokens, after one warm-up "
-             "per series. (>H100): more than the paper's 80 GB GPU holds.",
+             " ".join(f"{k}: {v}." for k, v in info.items() if k not in ("shape", "cpu")), "",
+             ("Peak memory (CPU dry run): resident-memory peak above the loaded model (VmHWM)" if info.get("cpu") else
+              "Peak memory is torch.cuda.max_memory_allocated (model and LoRA weights included; reserved in "
+              "gpu_check.csv)") + ", GiB = 2^30 bytes; latency = encode/prefill + 8 answer tokens, after one "
+             "warm-up per series. (>H100): more than the paper's 80 GB GPU holds.",
              "", "## Inference: peak memory / latency", "",
              "| tokens | PERK mb16 | PERK mb1 | prompt (eager) | prompt (sdpa) | paper PERK acc-16 | paper FT-ICR |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             "device": torch.cuda.get_device_name() if cuda else f"cpu ({platform.processor() or platform.machine()})",
             "torch": torch.__version__, "LoRA": f"rank {p.lora.rank}, rsLoRA, all projections",
             "inner": f"K={p.inner.steps} Adam, last {p.inner.differentiate_last} second-order in meta_step",
-            "dtype": "bf16 autocast" if cuda else p.model.dtype}
+            "dtype": "bf16 autocast" if cuda else p.model.dtype, "cpu": not cuda}
     base = {"params": p.model_dump(mode="json"), "device": "cuda" if cuda else "cpu", "tokenizer": str(tok_dir),
             "artifacts": None, "chunk_tokens": 256, "new_tokens": p.profile.new_tokens, "warmup": 1, "repeats": 1,
             "warmup_first_only": True, "threads": 4 if cuda else 1}
