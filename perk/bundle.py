@@ -17,7 +17,7 @@ class PerkBundle(torch.nn.Module):
         from .model import TokenWeightNet, add_lora, load_model, lora_parameters
 
         base = base if base is not None else load_model(p.model, tokenizer)
-        if p.model.name != "tiny":  # a pretrained base stays frozen; only the tiny one is meta-trained
+        if p.model.frozen_base:  # a pretrained (or shape-only) base stays frozen; only the tiny one is meta-trained
             base.requires_grad_(False)
         self.lm = add_lora(base, p.lora)
         n = len(lora_parameters(self.lm))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 
 class ConfigError(ValueError):
@@ -146,6 +146,13 @@ class TokenizerConfig(Section):
 
 class ModelConfig(Section):
     name: str = Field("tiny", description="'tiny' (built from this config) or an HF model id / local directory")
+    shape: str | None = Field(None, description="build a published architecture with RANDOM weights, no "
+                              "download: a name in profiles/shapes/ (qwen2.5-0.5b, gpt2-small) or a path to an "
+                              "HF config.json. Memory and latency depend on the shape, not the weights. The base "
+                              "is frozen like a named model's; leave model.name at 'tiny'")
+    shape_overrides: dict[str, int | float | bool | str] = Field(
+        default_factory=dict, description="config fields replaced in the shape, e.g. {num_hidden_layers: 1} "
+        "for a CPU-sized test of the same architecture")
     arch: Literal["qwen2", "gpt2"] = "qwen2"
     n_layer: int = Field(2, ge=1, le=64)
     n_embd: int = Field(128, ge=16, le=8192)
@@ -167,7 +174,27 @@ class ModelConfig(Section):
     def _heads(self):
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.shape is not None and self.name != "tiny":
+            raise ValueError(f"set model.shape ({self.shape!r}) or model.name ({self.name!r}), not both")
+        if self.shape_overrides and self.shape is None:
+            raise ValueError("model.shape_overrides needs model.shape")
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        # Unset shape keys are left out, so params dumps (and the checkpoint/cell fingerprints hashed
+        # from them) stay what they were before these keys existed: no finished work is invalidated.
+        out = handler(self)
+        if isinstance(out, dict) and self.shape is None:
+            out.pop("shape", None)
+            if not self.shape_overrides:
+                out.pop("shape_overrides", None)
+        return out
+
+    @property
+    def frozen_base(self) -> bool:
+        """A named or shape-only base stands for a pretrained model: frozen, never pretrained here."""
+        return self.name != "tiny" or self.shape is not None
 
 
 class LoraConfig(Section):
@@ -299,6 +326,9 @@ class ProfileConfig(Section):
     new_tokens: int = Field(8, ge=1)
     timeout_s: float = Field(180.0, gt=0, description="per point; slower points are recorded as timeout")
     memory_limit_mb: int | None = Field(None, ge=64, description="per-point cap on added address space, MiB (forces OOM)")
+    attn_implementation: Literal["eager", "sdpa"] = Field(
+        "eager", description="attention kernels at inference (PERK's test-time encode is first-order, so "
+        "fused 'sdpa' is allowed there; training always uses eager)")
     out_dir: str = "data/profile"
 
 

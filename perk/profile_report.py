@@ -8,8 +8,8 @@ from pathlib import Path
 from .data.io import atomic_write_bytes
 from .profile import growth_ratios
 
-FIELDS = ["method", "length", "status", "peak_mib", "peak_mib_max", "seconds", "seconds_min",
-          "seconds_max", "memory_method", "error"]
+FIELDS = ["method", "length", "status", "peak_mib", "peak_mib_max", "seconds", "seconds_min", "seconds_max",
+          "cuda_max_allocated_mib", "cuda_max_reserved_mib", "memory_method", "attn", "error"]
 
 
 def write(out: Path, points: list[dict], device: str, lengths: list[int]) -> tuple[dict, list[Path]]:

@@ -103,7 +103,7 @@ def encode(model: nn.Module, chunks: dict[str, torch.Tensor], cfg: InnerConfig,
         raise ValueError(f"step_sizes has {step_sizes.steps} steps, config asks for {cfg.steps}")
     lora = lora_parameters(model)
     names, init = list(lora), list(lora.values())
-    eng = make_engine(engine, model, names, cfg.optimizer, cfg.betas)
+    eng = make_engine(engine, model, names, cfg.optimizer, cfg.betas, cfg.grad_checkpointing)
     use_net = cfg.weighting == "net" and weight_net is not None
 
     with torch.enable_grad():

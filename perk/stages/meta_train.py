@@ -14,9 +14,9 @@ def _bundle(p: Params, tok):
     from ..bundle import PerkBundle
 
     bundle = PerkBundle(p, tok, base=models.load_base(p, tok))
-    if p.model.name == "tiny" and common.net_path(p).exists():
+    if not p.model.frozen_base and common.net_path(p).exists():
         load_modules(common.net_path(p), {"weight_net": bundle.weight_net})
-    if p.model.name == "tiny" and p.meta_train.freeze_embeddings:
+    if not p.model.frozen_base and p.meta_train.freeze_embeddings:
         # learned tied embeddings: freezes the output head too; a frozen random code is frozen already
         bundle.lm.get_input_embeddings().weight.requires_grad_(False)
     return bundle.to(distributed.device())

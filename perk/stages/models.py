@@ -11,7 +11,7 @@ def load_base(p: Params, tok):
     from ..model import load_model
 
     model = load_model(p.model, tok)
-    if p.model.name == "tiny" and common.base_path(p).exists():
+    if not p.model.frozen_base and common.base_path(p).exists():
         load_modules(common.base_path(p), {"base": model})
     return model
 

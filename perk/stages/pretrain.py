@@ -26,10 +26,11 @@ def pretrain(p: Params, progress: bool = True) -> Path:
 
     out, pc = Path(p.pretrain.out_dir), p.pretrain
     out.mkdir(parents=True, exist_ok=True)
-    if p.model.name != "tiny" or pc.steps == 0:
+    if p.model.frozen_base or pc.steps == 0:  # a named or shape-only model is used as it is
         common.base_path(p).unlink(missing_ok=True)
         common.net_path(p).unlink(missing_ok=True)
-        return common.write_json(out / "info.json", {"base": p.model.name, "pretrained_here": False})
+        base = f"shape:{p.model.shape}" if p.model.shape else p.model.name
+        return common.write_json(out / "info.json", {"base": base, "pretrained_here": False})
     torch.manual_seed(p.seed)
     tok = common.tokenizer(p)
     eps = make_episodes(common.rows(p, p.meta_train.task, "train"), tok, p.meta_train.support_span)

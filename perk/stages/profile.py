@@ -27,7 +27,7 @@ def profile(p: Params, progress: bool = True) -> Path:
     base = {"params": p.model_dump(mode="json"), "device": str(dev), "tokenizer": p.tokenizer.out_dir,
             "artifacts": str(artifacts) if artifacts.exists() else None, "chunk_tokens": spec_task.chunk_tokens,
             "new_tokens": cfg.new_tokens, "warmup": cfg.warmup, "repeats": cfg.repeats,
-            "memory_limit_mb": cfg.memory_limit_mb}
+            "memory_limit_mb": cfg.memory_limit_mb, "attn": cfg.attn_implementation}
     methods = [perk_method(m) for m in cfg.micro_batches] + ([METHOD_PROMPT] if cfg.prompt else [])
     trace_method = perk_method(cfg.micro_batches[len(cfg.micro_batches) // 2])
     points = []
