@@ -302,6 +302,9 @@ class BaselineConfig(TrainLoopConfig):
 class EvalConfig(Section):
     tasks: list[str] = Field(default_factory=lambda: ["needle/multikey"], description="family/subtask list")
     methods: list[Literal["perk", "baseline"]] = Field(default_factory=lambda: ["perk", "baseline"])
+    controls: list[Literal["no_inner", "wrong_context"]] = Field(
+        default_factory=lambda: ["no_inner", "wrong_context"], description="PERK controls on the test grid "
+        "(perk/controls.py): answer with the LoRA init, or after encoding another example's context")
     per_cell: int = Field(10, ge=1, description="test examples per (length, depth) cell")
     max_new_tokens: int = Field(8, ge=1)
     micro_batch: int = Field(16, ge=1, description="chunks per micro-batch in the test-time encode")

@@ -27,10 +27,18 @@ def flat_metrics(summary: dict) -> tuple[dict, list[dict]]:
                 m[f"em_{L}_ci"] = [round(cell["em_lo"], 4), round(cell["em_hi"], 4)]
                 if cell["out_of_range"]:
                     m[f"out_of_range_{L}"] = cell["out_of_range"]
+                if cell.get("skipped"):
+                    m[f"skipped_{L}"] = cell["skipped"]
+                if method == "perk" and cell.get("distractor") is not None:
+                    m[f"distractor_{L}"] = cell["distractor"]
                 if cell["em"] is not None:
                     curve.append({"method": method, "task": task, "length": int(L), "acc": cell["em"],
                                   "lo": cell["em_lo"], "hi": cell["em_hi"]})
             m["max_depth_spread"] = t["max_depth_spread"]
+    from .controls import chance
+    for task in {t for tasks in summary.values() for t in tasks}:
+        if chance(task) is not None:
+            metrics.setdefault("chance", {})[task.replace("/", "_")] = chance(task)
     return metrics, curve
 
 
@@ -50,6 +58,7 @@ def write(out: Path, preds: list[dict], summary: dict, train_length: dict[str, i
     import pyarrow.parquet as pq
 
     from . import plots
+    from .controls import chance
     from .evaluate import PRED_SCHEMA
 
     table = pa.Table.from_pylist(preds, schema=PRED_SCHEMA)
@@ -68,9 +77,9 @@ def write(out: Path, preds: list[dict], summary: dict, train_length: dict[str, i
     for task, trained in train_length.items():
         key = task.replace("/", "_")
         figs.append(plots.accuracy_vs_length([r for r in curve if r["task"] == task], out / "plots" / f"{key}_accuracy.png",
-                                             f"{task}: exact match vs context length", trained))
+                                             f"{task}: exact match vs context length", trained, chance(task)))
         for method, tasks in summary.items():
-            if task in tasks:
+            if task in tasks and method in ("perk", "baseline"):
                 grid, depths, lengths = _depth_grid(tasks[task])
                 if depths:
                     figs.append(plots.heatmap(grid, depths, lengths, out / "plots" / f"{key}_{method}_heatmap.png",

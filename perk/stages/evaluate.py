@@ -16,13 +16,20 @@ def _load_perk(p: Params, tok, artifacts: str | Path | None = None):
     return bundle
 
 
-def _answerers(p: Params, tok) -> dict:
-    from ..evaluate import perk_answerer, prompt_answerer
+def _answerers(p: Params, tok, test_rows: list[dict]) -> dict:
+    from ..controls import method_name, wrong_context_rows
+    from ..evaluate import init_answerer, perk_answerer, prompt_answerer
 
     cfg, dev, out = p.evaluate, common.device(), {}
     if "perk" in cfg.methods:
         bundle = _load_perk(p, tok).to(dev).eval()
         out["perk"] = perk_answerer(bundle, tok, cfg.max_new_tokens, dev, micro_batch=cfg.micro_batch)
+        if "no_inner" in cfg.controls:
+            out[method_name("no_inner")] = init_answerer(bundle, tok, cfg.max_new_tokens, dev)
+        if "wrong_context" in cfg.controls:
+            donors = wrong_context_rows(test_rows)
+            out[method_name("wrong_context")] = perk_answerer(bundle, tok, cfg.max_new_tokens, dev, cfg.micro_batch,
+                                                              context_of=lambda r: donors.get(r["id"]))
     if "baseline" in cfg.methods:
         model = models.load_baseline(p, tok).to(dev).eval()
         max_pos = getattr(model.config, "max_position_embeddings", None) or model.config.n_positions
@@ -46,7 +53,9 @@ def evaluate(p: Params, progress: bool = True) -> Path:
 
     cfg, out = p.evaluate, Path(p.evaluate.out_dir)
     tok = common.tokenizer(p)
-    answerers = _answerers(p, tok)
+    rows = {t: [r for r in common.rows(p, t, "test") if not cfg.only_lengths or r["target_tokens"] in cfg.only_lengths]
+            for t in cfg.tasks}
+    answerers = _answerers(p, tok, [r for rs in rows.values() for r in rs])
     tracking.set_tags({"evaluates.perk_run": common.run_id(p.meta_train.out_dir),
                        "evaluates.baseline_run": common.run_id(p.baseline.out_dir),
                        "baseline.long_context": "out_of_range beyond max_position_embeddings (no truncation)"})
@@ -57,8 +66,7 @@ def evaluate(p: Params, progress: bool = True) -> Path:
                 shutil.rmtree(old, ignore_errors=True)
     preds = []
     for task in cfg.tasks:
-        rows = [r for r in common.rows(p, task, "test") if not cfg.only_lengths or r["target_tokens"] in cfg.only_lengths]
-        preds += run_cells(answerers, task, rows, cfg.per_cell, cells, progress)
+        preds += run_cells(answerers, task, rows[task], cfg.per_cell, cells, progress)
     summary = summarize(preds)
     trained = {t: max(getattr(p.synth.tasks, t.split("/")[0]).train_lengths) for t in cfg.tasks}
     metrics, figs = eval_report.write(out, preds, summary, trained)
