@@ -53,6 +53,11 @@ def _select_families(p, args) -> None:
             spec.enabled = family in wanted
 
 
+def cmd_report(args) -> None:
+    from .report_md import report
+    print(report(_load(args)), end="")
+
+
 def cmd_bench(args) -> None:
     from .bench import run_bench
     run_bench(args.what, _load(args), args)
@@ -80,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--out-dir", help="output directory (default: synth.out_dir)")
             sp.add_argument("--tasks", help="comma-separated task families to generate (default: those enabled)")
         sp.set_defaults(func=_stage_runner(name))
+
+    sp = sub.add_parser("report", help="print the results tables (markdown) of the last pipeline run",
+                        description="Markdown tables of the outputs in data/ (evaluate, meta-train, baseline, "
+                        "profile): what the README's results section quotes.")
+    _common(sp)
+    sp.set_defaults(func=cmd_report)
 
     sp = sub.add_parser("bench", help="print throughput benchmarks",
                         description="Benchmarks that print figures: `synth` = synthesis throughput "

@@ -70,11 +70,8 @@ def evaluate(p: Params, progress: bool = True) -> Path:
     summary = summarize(preds)
     trained = {t: max(getattr(p.synth.tasks, t.split("/")[0]).train_lengths) for t in cfg.tasks}
     metrics, figs = eval_report.write(out, preds, summary, trained)
-    for method, tasks in metrics.items():
-        for key, m in tasks.items():
-            for name, v in m.items():
-                if name.startswith("em_") and not name.endswith("_ci") and v is not None:
-                    tracking.log_metrics({f"{method}/{key}/em": v}, int(name[3:]))
+    for point in eval_report.flat_metrics(summary)[1]:  # the accuracy curve: EM per method, task, length
+        tracking.log_metrics({f"{point['method']}/{point['task'].replace('/', '_')}/em": point["acc"]}, point["length"])
     for f in figs:
         tracking.log_artifact(f, "plots")
     tracking.log_artifact(out / "metrics.json")
