@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoint, distributed
 from .config import TrainLoopConfig
+from .divergence import DivergenceGuard
 
 
 def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, total: int,
@@ -49,14 +50,10 @@ def run(modules: dict[str, torch.nn.Module], param_groups: list[dict], cfg: Trai
     opt = torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps, cfg.min_lr_ratio)
     start, last = 0, {}
-    found = checkpoint.latest(ckpt_dir)
-    if found is not None and (checkpoint.peek(found, "fingerprint") or "") != fingerprint:
-        print(f"{desc}: checkpoints in {ckpt_dir} come from other params/data; starting fresh")
-        if distributed.is_main():
-            checkpoint.prune(ckpt_dir, keep=0)
-        found = None
+    found, state = checkpoint.newest_intact(ckpt_dir, fingerprint, desc, writer=distributed.is_main())
+    guard = DivergenceGuard(desc, cfg.divergence_factor)
     if found is not None:
-        state = checkpoint.load(found)
+        guard.start = state.get("loss_start")
         for name, mod in modules.items():
             mod.load_state_dict(state["modules"][name])
         opt.load_state_dict(state["optim"])
@@ -72,14 +69,14 @@ def run(modules: dict[str, torch.nn.Module], param_groups: list[dict], cfg: Trai
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         metrics = step_fn(step)
+        guard.check(metrics, step)
         distributed.average_gradients(param_groups)  # torchrun: mean over ranks (no-op on one process)
         # Clip per group: meta-gradients of step sizes are orders of magnitude larger than the
         # model's and would otherwise shrink every model update.
         norms = {g.get("name", f"group{i}"): torch.nn.utils.clip_grad_norm_(g["params"], cfg.grad_clip)
                  for i, g in enumerate(param_groups)}
         for name, gn in norms.items():
-            if not torch.isfinite(gn):
-                raise FloatingPointError(f"{desc}: non-finite gradient norm of {name} at outer step {step}")
+            guard.grad_norm(name, gn, step)
         opt.step()
         sched.step()
         after_step()
@@ -99,6 +96,7 @@ def run(modules: dict[str, torch.nn.Module], param_groups: list[dict], cfg: Trai
             checkpoint.save(checkpoint.step_dir(ckpt_dir, done), {
                 "step": done, "modules": {n: m.state_dict() for n, m in modules.items()},
                 "optim": opt.state_dict(), "sched": sched.state_dict(),
-                "rng": checkpoint.rng_state(), "last": last, "fingerprint": fingerprint})
+                "rng": checkpoint.rng_state(), "last": last, "fingerprint": fingerprint,
+                "loss_start": guard.start})
             checkpoint.prune(ckpt_dir, keep=2)
     return last

@@ -25,6 +25,8 @@ from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+from . import tracking_guard  # noqa: E402  (stdlib only; sets mlflow's retry defaults before mlflow loads)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Run ids opened by this process, oldest first; the Prefect flow reads them to link its runs.
@@ -53,6 +55,7 @@ def setup() -> str:
     import mlflow
 
     uri = tracking_uri()
+    tracking_guard.check_reachable(uri)  # a dead server fails here, before any stage work
     mlflow.set_tracking_uri(uri)
     return uri
 
@@ -67,7 +70,8 @@ def get_experiment_id(task: str | None) -> str:
 
     uri = setup()
     name = experiment_name(task)
-    exp = mlflow.get_experiment_by_name(name)
+    with tracking_guard.at_start(uri):
+        exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
     location = None
@@ -76,9 +80,10 @@ def get_experiment_id(task: str | None) -> str:
     try:
         return mlflow.create_experiment(name, artifact_location=location)
     except Exception:  # created concurrently by another process
-        exp = mlflow.get_experiment_by_name(name)
-        if exp is None:
-            raise
+        with tracking_guard.at_start(uri):
+            exp = mlflow.get_experiment_by_name(name)
+            if exp is None:
+                raise
         return exp.experiment_id
 
 
@@ -166,51 +171,64 @@ def run(stage: str, params: Any = None, task: str | None = None, run_name: str |
     active = mlflow.active_run()
     if _OPEN and active is not None and _OPEN[-1][:2] == (stage, exp_id) and _OPEN[-1][2] == active.info.run_id:
         if tags:
-            mlflow.set_tags({k: str(v) for k, v in tags.items()})
+            tracking_guard.log("tags", {k: str(v) for k, v in tags.items()}, fallback=lambda: None)
         yield active
         return
 
     all_tags = run_tags(stage, params, task) | {k: str(v) for k, v in (tags or {}).items()}
-    r = mlflow.start_run(experiment_id=exp_id, run_name=run_name or stage, nested=active is not None,
-                         tags=all_tags, log_system_metrics=system_metrics)
+    uri = tracking_uri()
+    with tracking_guard.at_start(uri):
+        r = mlflow.start_run(experiment_id=exp_id, run_name=run_name or stage, nested=active is not None,
+                             tags=all_tags, log_system_metrics=system_metrics)
+        try:
+            flat = {k: json.dumps(v) if isinstance(v, (list, dict)) else v
+                    for k, v in flatten(_as_dict(params)).items()}
+            if flat:
+                mlflow.log_params(flat)
+        except BaseException:
+            tracking_guard.end_run("FAILED")
+            raise
     RUN_IDS.append(r.info.run_id)
     _OPEN.append((stage, exp_id, r.info.run_id))
+    unlogged = root() / "mlruns" / "unlogged"
     try:
-        flat = {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in flatten(_as_dict(params)).items()}
-        if flat:
-            mlflow.log_params(flat)
         yield r
     except BaseException:
         _OPEN.pop()
-        mlflow.end_run(status="FAILED")
+        tracking_guard.end_run("FAILED")
+        tracking_guard.OUTBOX.report(r.info.run_id, stage, uri, unlogged)
         raise
     _OPEN.pop()
-    mlflow.end_run(status="FINISHED")
+    tracking_guard.end_run("FINISHED")
+    tracking_guard.OUTBOX.report(r.info.run_id, stage, uri, unlogged)
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     import mlflow
 
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+    values = {k: float(v) for k, v in metrics.items()}
+    tracking_guard.log("metrics", values, step, fallback=lambda: mlflow.log_metrics(values, step=step))
 
 
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
     import mlflow
 
-    mlflow.log_artifact(str(path), artifact_path)
+    tracking_guard.log("artifact", str(path), artifact_path,
+                       fallback=lambda: mlflow.log_artifact(str(path), artifact_path))
 
 
 def log_artifacts(directory: str | Path, artifact_path: str | None = None) -> None:
     import mlflow
 
-    mlflow.log_artifacts(str(directory), artifact_path)
+    tracking_guard.log("artifacts", str(directory), artifact_path,
+                       fallback=lambda: mlflow.log_artifacts(str(directory), artifact_path))
 
 
 def log_figure(figure: Any, name: str) -> None:
     """Log a matplotlib figure as `name` (e.g. 'plots/needle_heatmap.png')."""
     import mlflow
 
-    mlflow.log_figure(figure, name)
+    tracking_guard.log("figure", figure, name, fallback=lambda: mlflow.log_figure(figure, name))
 
 
 def run_url(run_id: str) -> str:
