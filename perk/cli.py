@@ -59,6 +59,8 @@ STAGE_COMMANDS = [
 def _stage_runner(stage: str):
     def run(args) -> None:
         from . import stages
+        from .tracking_guard import check_reachable
+        check_reachable(os.environ.get("MLFLOW_TRACKING_URI", ""))  # a dead server: fail before loading anything
         if stage not in stages.STAGES:
             raise ConfigError(f"stage {stage!r} is not available in this version")
         out = stages.STAGES[stage](_load(args), progress=not args.no_progress)
@@ -144,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"perk {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - not a bad input we know of: one line, exit 1, trace on request
+        if os.environ.get("PERK_DEBUG"):
+            raise
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        print(f"perk {args.command}: unexpected error: {type(err).__name__}: {first}\n"
+              f"  (this is a bug or an unhandled failure; rerun with PERK_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
     return 0
 
 

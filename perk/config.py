@@ -402,10 +402,16 @@ def validate_params(tree: dict, source: str = "params") -> Params:
 
 
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
+    from .guarded import ArtifactError, read_text
+
     path = Path(path)
     if path.exists():
         try:
-            tree = yaml.safe_load(path.read_text()) or {}
+            text = read_text(path, "a parameters file")
+        except ArtifactError as err:
+            raise ConfigError(str(err)) from None
+        try:
+            tree = yaml.safe_load(text) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML: {err}") from None
         if not isinstance(tree, dict):

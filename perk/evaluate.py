@@ -109,8 +109,11 @@ def run_cells(answerers: dict[str, Answerer], task: str, rows: list[dict], per_c
         for (length, depth), cell_rows in cells.items():
             path = out_dir / method / f"{cell_key(task, length, depth)}.parquet"
             if path.exists():  # finished before a kill/rerun: reuse
-                results += pq.read_table(path).to_pylist()
-                continue
+                try:
+                    results += pq.read_table(path).to_pylist()
+                    continue
+                except (pa.ArrowException, OSError) as err:
+                    print(f"evaluate: cached cell {path} is unreadable ({type(err).__name__}); recomputing it")
             scored = []
             bar = tqdm(cell_rows, desc=f"{method} {task} L={length} d={depth}", disable=not progress,
                        leave=False, dynamic_ncols=True)

@@ -49,7 +49,7 @@ def _hint(path: str | Path, stage: str | None, missing: bool) -> str:
         return ""
     st, cmd = found
     verb = "run it first" if missing else "rerun it to rewrite the file"
-    return f"; it is written by the {st} stage: {verb} (`{cmd}` or `dvc repro {st}`)"
+    return f" It is written by the {st} stage: {verb} (`{cmd}` or `dvc repro {st}`)."
 
 
 def _first_line(err: BaseException) -> str:
@@ -60,8 +60,7 @@ def _first_line(err: BaseException) -> str:
 def fail(path: str | Path, expected: str, err: BaseException | None = None, stage: str | None = None) -> ArtifactError:
     """The error for a present but unreadable file (raise it `from None`: the cause is in the text)."""
     why = f" ({_first_line(err)})" if err is not None else ""
-    return ArtifactError(f"{path}: not {expected}{why}; truncated, overwritten or from another version?"
-                         f"{_hint(path, stage, missing=False)}")
+    return ArtifactError(f"{path}: not {expected}{why}; truncated or overwritten?{_hint(path, stage, missing=False)}")
 
 
 def require(path: str | Path, what: str, stage: str | None = None, directory: bool = False) -> Path:
@@ -71,8 +70,8 @@ def require(path: str | Path, what: str, stage: str | None = None, directory: bo
     if not ok:
         if path.exists():
             kind = "a directory" if directory else "a file"
-            raise ArtifactError(f"{path}: expected {what} ({kind}), found something else{_hint(path, stage, True)}")
-        raise ArtifactError(f"{path}: {what} not found{_hint(path, stage, missing=True)}")
+            raise ArtifactError(f"{path}: expected {what} ({kind}), found something else.{_hint(path, stage, True)}")
+        raise ArtifactError(f"{path}: {what} not found.{_hint(path, stage, missing=True)}")
     return path
 
 

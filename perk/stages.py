@@ -93,7 +93,12 @@ def fingerprint(p: Params, *sections: str, files: tuple[Path, ...] = ()) -> str:
     import hashlib
     import json
 
-    h = hashlib.sha256(json.dumps({s: p.model_dump(mode="json")[s] for s in sections}, sort_keys=True).encode())
+    def what(tree):  # output paths say where a run lives, not what it computes: a moved run resumes
+        if isinstance(tree, dict):
+            return {k: what(v) for k, v in tree.items() if k != "out_dir"}
+        return tree
+    h = hashlib.sha256(json.dumps({s: what(p.model_dump(mode="json")[s]) for s in sections},
+                                  sort_keys=True).encode())
     for f in files:
         h.update(Path(f).read_bytes() if Path(f).exists() else b"-")
     return h.hexdigest()[:16]
@@ -229,9 +234,9 @@ def baseline(p: Params, progress: bool = True) -> Path:
 # ---------------------------------------------------------------- evaluation and profiling
 
 def _run_id(out_dir: str) -> str | None:
-    import json
+    from .guarded import read_json
     f = Path(out_dir) / "run.json"
-    return json.loads(f.read_text()).get("mlflow_run_id") if f.exists() else None
+    return read_json(f).get("mlflow_run_id") if f.exists() else None
 
 
 def evaluate(p: Params, progress: bool = True) -> Path:
