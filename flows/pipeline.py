@@ -200,9 +200,16 @@ def perk_flow(stages: list[str] | None = None, params: list[str] | None = None,
     from prefect.runtime import deployment, flow_run
     from perk import tracking
 
+    from prefect.states import Failed
+
     overrides = list(params or [])
-    names = resolve_stages(stages, target)
-    p = load(params_file, overrides)  # fail fast on bad parameters, before any stage runs
+    try:
+        names = resolve_stages(stages, target)
+        p = load(params_file, overrides)  # fail fast on bad parameters, before any stage runs
+    except ValueError as err:
+        # bad input, not a crash: the message alone in the flow-run log, no engine traceback
+        get_run_logger().error(str(err))
+        return Failed(message=str(err), data=err)
     env = {"PERK_FLOW_RUN_ID": str(flow_run.id or ""), "PERK_FLOW_RUN_NAME": str(flow_run.name or ""),
            "PERK_DEPLOYMENT": str(deployment.name or ""),
            "PERK_GIT_COMMIT": tracking.git_commit(), "PERK_PARAMS_HASH": tracking.params_hash(p)}

@@ -36,22 +36,34 @@ def snapshot(d: Path) -> dict[str, str]:
             for p in sorted(d.rglob("*")) if p.is_file()}
 
 
+BUILD = """
+from perk import stages
+from perk.config import load_params
+p = load_params("params.yaml")
+for name in ("tokenizer", "synth", "pretrain", "meta_train", "baseline"):
+    fn = stages.STAGES[name]
+    fn(p) if name == "tokenizer" else fn(p, progress=False)
+"""
+
+
 @pytest.fixture(scope="module")
-def template(tmp_path_factory) -> Path:
-    """A micro project with every training artifact: tokenizer, synth, pretrain, meta_train, baseline."""
+def template(tmp_path_factory, empty_mlflow_db) -> Path:
+    """A micro project with every training artifact: tokenizer, synth, pretrain, meta_train, baseline
+    (one process: the CLI's own path is what the cases test; the store copied pre-migrated)."""
     proj = tmp_path_factory.mktemp("faults") / "proj"
-    proj.mkdir()
+    (proj / "mlruns").mkdir(parents=True)
+    shutil.copy(empty_mlflow_db, proj / "mlruns" / "mlflow.db")
     shutil.copy(MICRO, proj / "params.yaml")
-    for stage in ("tokenizer", "synth", "pretrain", "train", "baseline"):
-        r = perk(proj, stage, "--no-progress")
-        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    r = subprocess.run([sys.executable, "-c", BUILD], cwd=proj, env=_env(proj), capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     return proj
 
 
 @pytest.fixture()
 def proj(template, tmp_path) -> Path:
     dst = tmp_path / "proj"
-    shutil.copytree(template, dst, ignore=shutil.ignore_patterns("mlruns"))
+    shutil.copytree(template, dst)
     return dst
 
 
@@ -225,3 +237,134 @@ def test_resume_after_moving_the_run_directory(proj):
     assert "resuming from data/moved/checkpoints/step-0000004" in r.stdout, r.stdout
     assert "other params/data" not in r.stdout
     assert sorted(p.name for p in (proj / "data/moved/checkpoints").iterdir()) == ["step-0000002", "step-0000004"]
+
+
+# ---------------------------------------------------------------- real servers (slow)
+
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """A real `mlflow server` on a free port over a pre-migrated sqlite store; killable, restartable."""
+
+    def __init__(self, d: Path, db: Path):
+        self.dir = d
+        shutil.copy(db, d / "mlflow.db")
+        self.port = _free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self, timeout: float = 180) -> None:
+        import urllib.request
+        log = open(self.dir / "server.log", "ab")
+        self.proc = subprocess.Popen(
+            [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{self.dir / 'mlflow.db'}",
+             "--artifacts-destination", str(self.dir / "artifacts"), "--host", "127.0.0.1",
+             "--port", str(self.port), "--workers", "1"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=_env(self.dir))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.uri + "/health", timeout=2).close()
+                return
+            except OSError:
+                assert self.proc.poll() is None, (self.dir / "server.log").read_text()[-2000:]
+                time.sleep(0.3)
+        raise AssertionError("mlflow server did not come up")
+
+    def kill(self) -> None:
+        import signal
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory, empty_mlflow_db):
+    s = MlflowServer(tmp_path_factory.mktemp("mlflow-server"), empty_mlflow_db)
+    s.start()
+    yield s
+    s.kill()
+
+
+@pytest.mark.slow
+def test_mlflow_server_killed_mid_train_training_goes_on(proj, mlflow_server):
+    """The documented choice (perk/tracking_guard.py): training goes on, checkpoints are kept, the run
+    names what was not logged and keeps it; after the server is back a rerun completes."""
+    import json
+
+    from mlflow import MlflowClient
+
+    args = ["train", "--no-progress", "-P", "meta_train.steps=30", "-P", "meta_train.eval_every=10"]
+    env = _env(proj, MLFLOW_TRACKING_URI=mlflow_server.uri)
+    proc = subprocess.Popen([sys.executable, "-m", "perk.cli", *args], cwd=proj, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ckpts = proj / "data/meta_train/checkpoints"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (ckpts / "step-0000006").exists() and proc.poll() is None:
+        time.sleep(0.05)
+    mlflow_server.kill()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-2000:] + err[-3000:]
+    assert "Traceback" not in out + err, err[-3000:]
+    assert "stopped answering" in err and "NOT logged" in err, err[-3000:]
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step-0000028", "step-0000030"]  # none lost
+    assert (proj / "data/meta_train/perk.safetensors").exists()
+    run_id = json.loads((proj / "data/meta_train/run.json").read_text())["mlflow_run_id"]
+    kept = json.loads((proj / "mlruns/unlogged" / f"{run_id}.json").read_text())
+    assert kept["uri"] == mlflow_server.uri and "run status FINISHED" in kept["other"]
+    unlogged = set(kept["steps_by_metric"]["loss"])
+    assert 30 in unlogged and f"{len(unlogged)} values" not in err  # counted over all metrics
+
+    mlflow_server.start()  # back again: what was logged before the kill plus what was kept = every step
+    client = MlflowClient(mlflow_server.uri)
+    logged = {m.step for m in client.get_metric_history(run_id, "loss")}
+    assert logged and logged | unlogged == set(range(1, 31)), (sorted(logged), sorted(unlogged))
+    r = perk(proj, *args, env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "resuming from data/meta_train/checkpoints/step-0000030" in r.stdout and "NOT logged" not in r.stderr
+    rerun = json.loads((proj / "data/meta_train/run.json").read_text())["mlflow_run_id"]
+    assert rerun != run_id and client.get_run(rerun).info.status == "FINISHED"
+    assert "val_em" in client.get_run(rerun).data.metrics
+
+
+@pytest.mark.slow
+def test_second_dvc_repro_is_refused_while_one_runs(tmp_path):
+    import signal
+
+    import psutil
+
+    from test_pipeline import _project
+
+    proj = _project(tmp_path)
+    env = _env(proj, PATH=f"{BIN}:{os.environ['PATH']}")
+    first = subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=proj, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and first.poll() is None:  # until it runs a stage's `perk`
+            try:
+                kids = psutil.Process(first.pid).children(recursive=True)
+                if any("perk" in " ".join(k.cmdline()) for k in kids):
+                    break
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+        assert first.poll() is None, "the first dvc repro ended before a second could be tried"
+        second = subprocess.run([str(BIN / "dvc"), "repro"], cwd=proj, env=env, capture_output=True, text=True,
+                                timeout=120)
+        text = second.stdout + second.stderr
+        assert second.returncode != 0, text
+        assert "Traceback" not in text
+        assert ("is busy, it is being blocked by" in text and f"PID {first.pid}" in text) or \
+            "Unable to acquire lock" in text, text
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
