@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 import urllib.error
@@ -44,9 +45,19 @@ def _is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
 
+_CAUSES = [re.compile(p) for p in (r"\[Errno -?\d+\][^'\")]*", r"Read timed out", r"RemoteDisconnected",
+                                    r"Connection aborted", r"timed out", r"Max retries exceeded")]  # most telling first
+
+
 def _why(err: BaseException) -> str:
-    text = str(getattr(err, "reason", None) or err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0][:160]}" if text else type(err).__name__
+    """A short cause: mlflow's message wraps the socket error in a few hundred characters of URL."""
+    text = str(getattr(err, "reason", None) or err).strip()
+    for pattern in _CAUSES:
+        found = pattern.search(text)
+        if found:
+            return found.group(0).strip()
+    lines = text.splitlines()
+    return f"{type(err).__name__}: {lines[0][:160]}" if lines else type(err).__name__
 
 
 def unavailable(uri: str, why: str) -> TrackingUnavailable:

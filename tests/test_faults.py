@@ -368,3 +368,32 @@ def test_second_dvc_repro_is_refused_while_one_runs(tmp_path):
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
+
+
+@pytest.mark.slow
+def test_kill_9_during_baseline_at_a_random_step_resumes_bit_identical(proj):
+    """meta_train has its own kill test (test_pipeline.py); the baseline shares the loop, but its
+    step function, data order and save path are its own."""
+    import random
+    import signal
+
+    args = ["baseline", "--no-progress", "-P", "baseline.steps=24", "-P", "baseline.checkpoint_every=4",
+            "-P", "baseline.eval_every=100"]
+    r = perk(proj, *args, "-P", "baseline.out_dir=data/ref")
+    assert r.returncode == 0, r.stderr[-2000:]
+    kill_at = random.choice([4, 8, 12, 16])
+    print(f"killing after the step-{kill_at} checkpoint")
+    ckpts = proj / "data/baseline/checkpoints"
+    proc = subprocess.Popen([sys.executable, "-m", "perk.cli", *args], cwd=proj, env=_env(proj),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (ckpts / f"step-{kill_at:07d}").exists() and proc.poll() is None:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    ref = (proj / "data/ref/model.safetensors").read_bytes()
+    assert proc.returncode == -signal.SIGKILL, "finished before the kill"
+    r = perk(proj, *args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resuming from data/baseline/checkpoints/step-" in r.stdout, r.stdout
+    assert (proj / "data/baseline/model.safetensors").read_bytes() == ref, "resumed baseline differs"
