@@ -115,7 +115,7 @@ class Outbox:
             queue.pop(0)
         self.pending.pop(run_id, None)
         if self.down_since is not None:
-            print(f"tracking: the MLflow server answers again; queued values delivered", file=sys.stderr)
+            print("tracking: the MLflow server answers again; queued values delivered", file=sys.stderr)
             self.down_since = None
         return True
 
