@@ -160,6 +160,8 @@ CASES = [
     ("train-task-not-synthesized", ["train", "-P", "meta_train.task=needle/single"], None, {},
      ["train.parquet: no 'single' rows"]),
     # artifacts: missing, truncated, foreign
+    ("profile-perk-safetensors-truncated", ["profile"], truncate("data/meta_train/perk.safetensors", 5000), {},
+     ["data/meta_train/perk.safetensors", "not a readable safetensors file", "perk train"]),
     ("perk-safetensors-missing", ["evaluate"], remove("data/meta_train/perk.safetensors"), {},
      ["data/meta_train/perk.safetensors", "not found", "perk train"]),
     ("perk-safetensors-other-shape", ["evaluate", "-P", "lora.rank=4"], None, {},
