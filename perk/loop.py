@@ -69,7 +69,10 @@ def run(modules: dict[str, torch.nn.Module], param_groups: list[dict], cfg: Trai
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         metrics = step_fn(step)
-        guard.check(metrics, step)
+        if distributed.world_size() == 1:
+            # a loss is per rank: one rank raising alone would leave the others waiting in the
+            # all-reduce; under torchrun a diverged loss shows as the (averaged) gradient norm below
+            guard.check(metrics, step)
         distributed.average_gradients(param_groups)  # torchrun: mean over ranks (no-op on one process)
         # Clip per group: meta-gradients of step sizes are orders of magnitude larger than the
         # model's and would otherwise shrink every model update.
