@@ -28,6 +28,7 @@ killed can be marked CRASHED, with its RUNNING MLflow runs FAILED, when the work
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -42,6 +43,25 @@ POLL_SECONDS = 2.0  # how often a fan-out coordinator reads the states of its sh
 
 # Errors that no retry can fix: bad parameters, missing inputs, programming errors.
 _PERMANENT = (ValueError, TypeError, KeyError, AttributeError, ImportError, FileNotFoundError, NotImplementedError)
+
+
+_BAD_INPUT: set[str] = set()  # messages of bad-input failures this process has already logged
+
+
+class _NoTracebackForBadInput(logging.Filter):
+    """A deployment's flow run that ends Failed is logged once more by Prefect's engine ("Engine
+    execution exited with unexpected exception") with a traceback. For bad input that traceback says
+    nothing the one-line message above it did not, so the record keeps its text and loses exc_info."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        err = record.exc_info[1] if record.exc_info else None
+        if isinstance(err, ValueError) and str(err) in _BAD_INPUT:
+            record.exc_info, record.exc_text = None, None
+            record.msg = f"{record.msg}: {type(err).__name__} (bad input, see the message above)"
+        return True
+
+
+logging.getLogger("prefect.flow_runs").addFilter(_NoTracebackForBadInput())
 
 
 def _transient(task, task_run, state) -> bool:
@@ -195,9 +215,17 @@ def perk_flow(stages: list[str] | None = None, params: list[str] | None = None,
     from prefect.runtime import deployment, flow_run
     from perk import stages as registry, tracking
 
+    from prefect.states import Failed
+
     overrides = list(params or [])
-    names = resolve_stages(stages, target)
-    p = load(params_file, overrides)  # fail fast on bad parameters, before any stage runs
+    try:
+        names = resolve_stages(stages, target)
+        p = load(params_file, overrides)  # fail fast on bad parameters, before any stage runs
+    except ValueError as err:
+        # bad input, not a crash: the message alone in the flow-run log, no engine traceback
+        _BAD_INPUT.add(str(err))
+        get_run_logger().error(str(err))
+        return Failed(message=str(err), data=err)
     env = {"PERK_FLOW_RUN_ID": str(flow_run.id or ""), "PERK_FLOW_RUN_NAME": str(flow_run.name or ""),
            "PERK_DEPLOYMENT": str(deployment.name or ""),
            "PERK_GIT_COMMIT": tracking.git_commit(), "PERK_PARAMS_HASH": tracking.params_hash(p)}

@@ -5,10 +5,10 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .data.io import atomic_write_bytes
+from .guarded import open_safetensors, require
 
 
 def save_modules(path: str | Path, modules: dict[str, torch.nn.Module], trainable_only: bool = False,
@@ -30,11 +30,9 @@ def save_modules(path: str | Path, modules: dict[str, torch.nn.Module], trainabl
 
 def load_modules(path: str | Path, modules: dict[str, torch.nn.Module]) -> dict:
     """Load tensors saved by `save_modules` into `modules`; returns the stored metadata."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: trained artifacts not found (run the stage that writes them first)")
+    path = require(path, "trained artifacts (a safetensors file)")
     by_module: dict[str, dict[str, torch.Tensor]] = {m: {} for m in modules}
-    with safe_open(str(path), framework="pt") as f:
+    with open_safetensors(path) as f:
         meta = json.loads((f.metadata() or {}).get("perk", "{}"))
         for key in f.keys():
             mname, _, pname = key.partition(".")

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .data.io import atomic_dir
+from .guarded import ArtifactError, load_safetensors, read_json
 
 _TENSOR = "__tensor__"
 _INTKEYS = "__intkeys__"
@@ -83,25 +83,66 @@ def save(directory: str | Path, state: dict) -> Path:
 def load(directory: str | Path) -> dict:
     directory = Path(directory)
     try:
-        skeleton = json.loads((directory / "state.json").read_text())
-        tensors = load_file(directory / "tensors.safetensors")
-    except (OSError, ValueError, SafetensorError) as err:
-        raise ValueError(f"checkpoint {directory} is unreadable: {err}") from None
-    return _unflatten(skeleton, tensors)
+        skeleton = read_json(directory / "state.json")
+        tensors = load_safetensors(directory / "tensors.safetensors")
+        return _unflatten(skeleton, tensors)
+    except (ArtifactError, KeyError) as err:  # KeyError: the skeleton points at a tensor that is not there
+        raise ArtifactError(f"checkpoint {directory} is unreadable: {err}") from None
 
 
 def peek(directory: str | Path, key: str):
     """A top-level JSON value of a checkpoint, without loading its tensors."""
-    return json.loads((Path(directory) / "state.json").read_text()).get(key)
+    return read_json(Path(directory) / "state.json").get(key)
+
+
+def complete(root: str | Path) -> list[Path]:
+    """Complete `step-*` checkpoints under `root`, newest first (temp dirs from a kill are ignored)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted((p for p in root.glob("step-*") if (p / "state.json").exists()), reverse=True)
 
 
 def latest(root: str | Path) -> Path | None:
-    """The newest complete `step-*` checkpoint under `root` (temp dirs from a kill are ignored)."""
-    root = Path(root)
-    if not root.is_dir():
-        return None
-    done = sorted(p for p in root.glob("step-*") if (p / "state.json").exists())
-    return done[-1] if done else None
+    """The newest complete `step-*` checkpoint under `root`."""
+    done = complete(root)
+    return done[0] if done else None
+
+
+def newest_intact(root: str | Path, fingerprint: str, desc: str, writer: bool = True) -> tuple[Path | None, dict | None]:
+    """The newest checkpoint that loads and its state, or (None, None): start fresh.
+
+    An unreadable checkpoint (a disk error, a copy cut short) is reported and skipped, so a resume
+    falls back to the next older one rather than stopping or starting over. The `writer` process
+    deletes the unreadable ones (`prune(keep=2)` would otherwise keep them over intact ones) and,
+    when the newest readable one was made from other inputs, all of them: none can be resumed.
+    """
+    skipped: list[Path] = []
+    for d in complete(root):
+        try:
+            if (peek(d, "fingerprint") or "") != fingerprint:
+                print(f"{desc}: checkpoints in {root} come from other params/data; starting fresh")
+                if writer:
+                    prune(root, keep=0)
+                return None, None
+            state = load(d)
+        except ArtifactError as err:
+            print(f"{desc}: skipping an unreadable checkpoint: {err}")
+            skipped.append(d)
+            continue
+        if skipped:
+            print(f"{desc}: fell back to the newest intact checkpoint {d.name} "
+                  f"(unreadable: {', '.join(s.name for s in skipped)})")
+        if writer:
+            for s in skipped:
+                shutil.rmtree(s, ignore_errors=True)
+        return d, state
+    if skipped:
+        print(f"{desc}: no intact checkpoint in {root}; starting fresh")
+        if writer:
+            for s in skipped:
+                shutil.rmtree(s, ignore_errors=True)
+    return None, None
 
 
 def step_dir(root: str | Path, step: int) -> Path:

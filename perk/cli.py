@@ -34,6 +34,8 @@ def _load(args):
 def _stage_runner(name: str):
     def run(args) -> None:
         from . import stages
+        from .tracking_guard import check_reachable
+        check_reachable(os.environ.get("MLFLOW_TRACKING_URI", ""))  # a dead server: fail before loading anything
         p = _load(args)
         if name == "synth":
             _select_families(p, args)
@@ -109,23 +111,37 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _user_errors() -> tuple[type, ...]:
+    """Errors that are the user's to fix. Looked up only once one is raised: importing perk.meta
+    (torch) up front would add seconds to every rejected parameter."""
+    found = [ValueError, FileNotFoundError]  # incl. ConfigError, DataError, ArtifactError, TrainingDiverged
+    for module, name in (("perk.model", "ModelLoadError"), ("perk.meta.inner", "InnerLoopError")):
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None:
+            found.append(cls)
+    return tuple(found)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["stack"]:  # everything after `stack`, -h included, is flows.stack's
         return run_stack(argv[1:])
     args = build_parser().parse_args(argv)
-    from .meta.inner import InnerLoopError
-    from .model import ModelLoadError
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, ModelLoadError, InnerLoopError) as err:  # incl. ConfigError, DataError
-        if os.environ.get("PERK_DEBUG"):
-            raise
-        print(f"perk {args.command}: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"perk {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - sorted below: the user's to fix (exit 2) or not (exit 1)
+        if os.environ.get("PERK_DEBUG"):
+            raise
+        if isinstance(err, _user_errors()):
+            print(f"perk {args.command}: error: {err}", file=sys.stderr)
+            return 2
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        print(f"perk {args.command}: unexpected error: {type(err).__name__}: {first}\n"
+              f"  (this is a bug or an unhandled failure; rerun with PERK_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -206,6 +206,9 @@ class LoraConfig(Section):
     top_layers: int | None = Field(None, ge=1, description="adapt only the top N layers (None: all)")
 
 
+INNER_LR_LIMIT = {"adam": 1.0, "sgd": 100.0}
+
+
 class InnerConfig(Section):
     engine: Literal["torch_func", "higher"] = "torch_func"
     optimizer: Literal["sgd", "adam"] = "adam"
@@ -224,6 +227,13 @@ class InnerConfig(Section):
     def _ranges(self):
         if not self.lr_min <= self.lr_init <= self.lr_max:
             raise ValueError(f"need lr_min <= lr_init <= lr_max, got {self.lr_min}, {self.lr_init}, {self.lr_max}")
+        # Inner Adam moves every LoRA weight by about lr per step, so past 1 the adapter is noise
+        # (an lr of 1e6 trains to the end at chance, with no error anywhere else). Plain SGD's step
+        # is lr x gradient, and LoRA gradients are small, so it gets more room.
+        limit = INNER_LR_LIMIT[self.optimizer]
+        if self.lr_max > limit:
+            raise ValueError(f"lr_max {self.lr_max:g} is far beyond a useful inner step size: with optimizer "
+                             f"{self.optimizer!r} it must be <= {limit:g} (default 0.3679)")
         if not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas must be in [0, 1), got {self.betas}")
         return self
@@ -245,6 +255,8 @@ class TrainLoopConfig(Section):
     checkpoint_every: int = Field(100, ge=1)
     eval_every: int = Field(100, ge=1)
     eval_examples: int = Field(64, ge=1)
+    divergence_factor: float = Field(10.0, ge=0, description="stop with an error naming the step when the "
+                                     "loss exceeds this multiple of its first-step value (0: off)")
     out_dir: str = "data/train"
 
     @field_validator("task")
@@ -315,9 +327,29 @@ class EvalConfig(Section):
     @field_validator("tasks")
     @classmethod
     def _tasks(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("must list at least one family/subtask")
         for t in v:
             TrainLoopConfig(task=t)
         return v
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("must list at least one of perk, baseline")
+        return v
+
+    @field_validator("only_lengths")
+    @classmethod
+    def _only_lengths(cls, v: list[int] | None) -> list[int] | None:
+        return _positive_list(v, 16, "token counts")
+
+
+def _positive_list(v: list[int] | None, floor: int, what: str) -> list[int] | None:
+    if v is not None and (not v or any(x < floor for x in v)):
+        raise ValueError(f"must be a non-empty list of {what} >= {floor}, got {v}")
+    return v
 
 
 class ProfileConfig(Section):
@@ -333,6 +365,17 @@ class ProfileConfig(Section):
         "eager", description="attention kernels at inference (PERK's test-time encode is first-order, so "
         "fused 'sdpa' is allowed there; training always uses eager)")
     out_dir: str = "data/profile"
+
+    # a zero or negative length used to be profiled as an empty context and the stage "succeeded"
+    @field_validator("lengths")
+    @classmethod
+    def _lengths(cls, v: list[int]) -> list[int]:
+        return _positive_list(v, 16, "token counts")
+
+    @field_validator("micro_batches")
+    @classmethod
+    def _micro_batches(cls, v: list[int]) -> list[int]:
+        return _positive_list(v, 1, "chunks per micro-batch")
 
 
 class Params(Section):
@@ -376,6 +419,8 @@ def format_errors(err: ValidationError, source: str) -> str:
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif e["type"] == "value_error":  # our validators' own text already says what was got
+            msg = str(e.get("ctx", {}).get("error", msg))
         elif e["type"] == "literal_error":
             msg = f"{msg} (got {e.get('input')!r})"
         elif "input" in e and not isinstance(e["input"], dict):
@@ -392,10 +437,16 @@ def validate_params(tree: dict, source: str = "params") -> Params:
 
 
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
+    from .guarded import ArtifactError, read_text
+
     path = Path(path)
     if path.exists():
         try:
-            tree = yaml.safe_load(path.read_text()) or {}
+            text = read_text(path, "a parameters file")
+        except ArtifactError as err:
+            raise ConfigError(str(err)) from None
+        try:
+            tree = yaml.safe_load(text) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML: {err}") from None
         if not isinstance(tree, dict):

@@ -122,9 +122,12 @@ def run_cells(answerers: dict[str, Answerer], task: str, rows: list[dict], per_c
         for (length, depth), cell_rows in cells.items():
             path = out_dir / method / f"{cell_key(task, length, depth)}.parquet"
             if path.exists():  # finished before a kill/rerun: reuse
-                results += pq.read_table(path).to_pylist()
-                bar.update()
-                continue
+                try:
+                    results += pq.read_table(path).to_pylist()
+                    bar.update()
+                    continue
+                except (pa.ArrowException, OSError) as err:
+                    progress_.write(f"evaluate: cached cell {path} is unreadable ({type(err).__name__}); recomputing it")
             scored = []
             for r in cell_rows:
                 t0 = time.perf_counter()

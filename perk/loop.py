@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 from . import checkpoint, distributed, progress as progress_
 from .config import TrainLoopConfig
+from .divergence import DivergenceGuard
 
 
 def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, total: int,
@@ -51,14 +52,10 @@ def run(modules: dict[str, torch.nn.Module], param_groups: list[dict], cfg: Trai
     opt = torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps, cfg.min_lr_ratio)
     start, last = 0, {}
-    found = checkpoint.latest(ckpt_dir)
-    if found is not None and (checkpoint.peek(found, "fingerprint") or "") != fingerprint:
-        print(f"{desc}: checkpoints in {ckpt_dir} come from other params/data; starting fresh")
-        if distributed.is_main():
-            checkpoint.prune(ckpt_dir, keep=0)
-        found = None
+    found, state = checkpoint.newest_intact(ckpt_dir, fingerprint, desc, writer=distributed.is_main())
+    guard = DivergenceGuard(desc, cfg.divergence_factor)
     if found is not None:
-        state = checkpoint.load(found)
+        guard.start = state.get("loss_start")
         for name, mod in modules.items():
             mod.load_state_dict(state["modules"][name])
         opt.load_state_dict(state["optim"])
@@ -73,6 +70,10 @@ def run(modules: dict[str, torch.nn.Module], param_groups: list[dict], cfg: Trai
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         metrics = step_fn(step)
+        if distributed.world_size() == 1:
+            # a loss is per rank: one rank raising alone would leave the others waiting in the
+            # all-reduce; under torchrun a diverged loss shows as the (averaged) gradient norm below
+            guard.check(metrics, step)
         distributed.average_gradients(param_groups)  # torchrun: mean over ranks (no-op on one process)
         # Clip per group: meta-gradients of step sizes are orders of magnitude larger than the
         # model's and would otherwise shrink every model update. A group may set its own
@@ -81,8 +82,7 @@ def run(modules: dict[str, torch.nn.Module], param_groups: list[dict], cfg: Trai
                      g["params"], _clip(g.get("grad_clip", cfg.grad_clip)))
                  for i, g in enumerate(param_groups)}
         for name, gn in norms.items():
-            if not torch.isfinite(gn):
-                raise FloatingPointError(f"{desc}: non-finite gradient norm of {name} at outer step {step}")
+            guard.grad_norm(name, gn, step)
         opt.step()
         sched.step()
         after_step()
@@ -102,6 +102,7 @@ def run(modules: dict[str, torch.nn.Module], param_groups: list[dict], cfg: Trai
             checkpoint.save(checkpoint.step_dir(ckpt_dir, done), {
                 "step": done, "modules": {n: m.state_dict() for n, m in modules.items()},
                 "optim": opt.state_dict(), "sched": sched.state_dict(),
-                "rng": checkpoint.rng_state(), "last": last, "fingerprint": fingerprint})
+                "rng": checkpoint.rng_state(), "last": last, "fingerprint": fingerprint,
+                "loss_start": guard.start})
             checkpoint.prune(ckpt_dir, keep=2)
     return last

@@ -83,6 +83,19 @@ def load_tokenizer(name_or_dir: str | Path):
     """Load a saved tokenizer directory, or a named HF model's tokenizer from the local cache only."""
     from transformers import AutoTokenizer
 
+    from .guarded import fail
+
+    saved = Path(name_or_dir)
+    if saved.is_dir() and (saved / "tokenizer.json").exists():
+        # a directory `perk tokenizer` wrote: any failure means the files are damaged, and the
+        # tokenizers library raises plain Exceptions (e.g. on cut-off JSON), so catch them all here
+        try:
+            tok = AutoTokenizer.from_pretrained(str(saved), local_files_only=True)
+        except Exception as err:  # noqa: BLE001
+            raise fail(saved / "tokenizer.json", "a readable tokenizer", err, stage="tokenizer") from None
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        return tok
     try:
         tok = AutoTokenizer.from_pretrained(str(name_or_dir), local_files_only=True)
     except (OSError, ValueError) as err:

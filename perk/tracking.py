@@ -25,6 +25,8 @@ from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+from . import tracking_guard  # noqa: E402  (stdlib only; sets mlflow's retry defaults before mlflow loads)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Run ids opened by this process, oldest first; the Prefect flow reads them to link its runs.
@@ -49,9 +51,16 @@ def _is_local(uri: str) -> bool:
 
 def setup() -> str:
     """Point mlflow at the store; returns the tracking URI."""
+    import logging
+
     import mlflow
 
+    # mlflow's INFO lines (system-metrics monitor start/stop, table migrations) would bury a stage's
+    # own progress and a failing stage's one-line error; warnings and errors still show
+    for name in ("mlflow.system_metrics", "mlflow.store.db.utils", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     uri = tracking_uri()
+    tracking_guard.check_reachable(uri)  # a dead server fails here, before any stage work
     mlflow.set_tracking_uri(uri)
     return uri
 
@@ -66,7 +75,8 @@ def get_experiment_id(task: str | None) -> str:
 
     uri = setup()
     name = experiment_name(task)
-    exp = mlflow.get_experiment_by_name(name)
+    with tracking_guard.at_start(uri):
+        exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
     location = None
@@ -75,9 +85,10 @@ def get_experiment_id(task: str | None) -> str:
     try:
         return mlflow.create_experiment(name, artifact_location=location)
     except Exception:  # created concurrently by another process
-        exp = mlflow.get_experiment_by_name(name)
-        if exp is None:
-            raise
+        with tracking_guard.at_start(uri):
+            exp = mlflow.get_experiment_by_name(name)
+            if exp is None:
+                raise
         return exp.experiment_id
 
 
@@ -167,18 +178,28 @@ def run(stage: str, params: Any = None, task: str | None = None, run_name: str |
     exp_id = get_experiment_id(task)
     active = mlflow.active_run()
     all_tags = run_tags(stage, params, task) | {k: str(v) for k, v in (tags or {}).items()}
-    r = mlflow.start_run(experiment_id=exp_id, run_name=run_name or stage, nested=active is not None,
-                         tags=all_tags, log_system_metrics=system_metrics)
+    uri = tracking_uri()
+    with tracking_guard.at_start(uri):
+        r = mlflow.start_run(experiment_id=exp_id, run_name=run_name or stage, nested=active is not None,
+                             tags=all_tags, log_system_metrics=system_metrics)
+        try:
+            flat = {k: json.dumps(v) if isinstance(v, (list, dict)) else v
+                    for k, v in flatten(_as_dict(params)).items()}
+            if flat:
+                mlflow.log_params(flat)
+        except BaseException:
+            tracking_guard.end_run("FAILED")
+            raise
     RUN_IDS.append(r.info.run_id)
+    unlogged = root() / "mlruns" / "unlogged"
     try:
-        flat = {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in flatten(_as_dict(params)).items()}
-        if flat:
-            mlflow.log_params(flat)
         yield r
     except BaseException:
-        mlflow.end_run(status="FAILED")
+        tracking_guard.end_run("FAILED")
+        tracking_guard.OUTBOX.report(r.info.run_id, stage, uri, unlogged)
         raise
-    mlflow.end_run(status="FINISHED")
+    tracking_guard.end_run("FINISHED")
+    tracking_guard.OUTBOX.report(r.info.run_id, stage, uri, unlogged)
 
 
 def _active():
@@ -199,7 +220,8 @@ def active_run_id() -> str | None:
 def set_tags(tags: Mapping[str, Any]) -> None:
     import mlflow
     if _active():
-        mlflow.set_tags({k: str(v) for k, v in tags.items() if v is not None})
+        values = {k: str(v) for k, v in tags.items() if v is not None}
+        tracking_guard.log("tags", values, fallback=lambda: mlflow.set_tags(values))
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -207,7 +229,8 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     if not _active():
         return
 
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+    values = {k: float(v) for k, v in metrics.items()}
+    tracking_guard.log("metrics", values, step, fallback=lambda: mlflow.log_metrics(values, step=step))
 
 
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
@@ -215,7 +238,8 @@ def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
     if not _active():
         return
 
-    mlflow.log_artifact(str(path), artifact_path)
+    tracking_guard.log("artifact", str(path), artifact_path,
+                       fallback=lambda: mlflow.log_artifact(str(path), artifact_path))
 
 
 def log_artifacts(directory: str | Path, artifact_path: str | None = None) -> None:
@@ -223,14 +247,15 @@ def log_artifacts(directory: str | Path, artifact_path: str | None = None) -> No
     if not _active():
         return
 
-    mlflow.log_artifacts(str(directory), artifact_path)
+    tracking_guard.log("artifacts", str(directory), artifact_path,
+                       fallback=lambda: mlflow.log_artifacts(str(directory), artifact_path))
 
 
 def log_figure(figure: Any, name: str) -> None:
     """Log a matplotlib figure as `name` (e.g. 'plots/needle_heatmap.png')."""
     import mlflow
 
-    mlflow.log_figure(figure, name)
+    tracking_guard.log("figure", figure, name, fallback=lambda: mlflow.log_figure(figure, name))
 
 
 def run_url(run_id: str) -> str:

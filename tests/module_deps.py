@@ -61,3 +61,16 @@ def closure(start: str, top: str = "perk") -> set[Path]:
 def covered(f: Path, deps: list[str]) -> bool:
     rel = f.relative_to(ROOT)
     return any(rel == Path(d) or Path(d) in rel.parents for d in deps)
+
+
+if __name__ == "__main__":  # print what each dvc.yaml stage lacks: `python tests/module_deps.py`
+    import sys
+
+    import yaml
+    sys.path.insert(0, str(ROOT))
+    from perk.stages import ORDER
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, (module, _) in ORDER.items():
+        missing = sorted(str(f.relative_to(ROOT)) for f in closure(f"perk.stages.{module}")
+                         if not covered(f, dvc[name]["deps"]))
+        print(f"{name}: {missing or 'complete'}")

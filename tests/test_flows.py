@@ -276,3 +276,25 @@ def test_flow_micro_pipeline_fans_evaluate_out_one_shard_at_a_time(harness, mlfl
     names = sorted(t.name for t in anyio.run(task_runs))
     assert names == sorted(["tokenizer", "synth", "pretrain", "meta-train", "baseline", "evaluate[0]", "evaluate[1]",
                             "evaluate-merge"])
+
+
+def test_bad_params_fail_the_flow_run_with_the_message_in_its_log(harness, mlflow_store):
+    """What `prefect deployment run perk/meta-train --params '{"params": ["meta_train.bogus=1"]}'`
+    runs: the flow fails before any stage, and its flow-run log names the key, without a traceback."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    state = pipeline.perk_flow(stages=["meta-train"], params=["meta_train.bogus=1"], return_state=True)
+    assert state.is_failed()
+    assert "meta_train.bogus: unknown key" in state.message
+    import time
+    text, deadline = "", time.monotonic() + 30
+    while "unknown key" not in text and time.monotonic() < deadline:  # logs reach the server in batches
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(
+                any_=[state.state_details.flow_run_id])))
+        text = "\n".join(log.message for log in logs)
+        time.sleep(0.5)
+    assert "meta_train.bogus: unknown key" in text, text
+    assert "Traceback" not in text, text
+    assert not mlflow_store.search_experiments(filter_string="name LIKE 'perk-%'")  # nothing ran

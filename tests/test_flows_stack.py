@@ -235,6 +235,27 @@ def test_evaluate_fanout_spreads_shards_over_gpu_workers(stack):
     print(f"baseline + evaluate-fanout: {time.monotonic() - t0:.0f} s")
 
 
+def test_deployment_run_with_a_bad_key_ends_failed_with_the_message_in_its_log(stack):
+    """Issue 18: `prefect deployment run perk/meta-train --params` with a bad key: Failed, the flow-run
+    log names the key, no traceback, nothing trained."""
+    if not stack.pids:  # run on its own (-k): bring the stack up first
+        stack.up()
+    cmd = [str(BIN / "prefect"), "deployment", "run", "perk/meta-train", "--watch",
+           "--params", json.dumps({"params": ["meta_train.bogus=1"]})]
+    r = subprocess.run(cmd, cwd=stack.root, env=stack.env, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0, r.stdout[-2000:]
+    flow_run_id = UUID.search(r.stdout).group(0)
+    assert stack.flow_run_state(flow_run_id) == "FAILED"
+    text, deadline = "", time.monotonic() + 30
+    while "unknown key" not in text and time.monotonic() < deadline:  # logs arrive in batches
+        logs = stack.api("logs/filter", {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200})
+        text = "\n".join(log["message"] for log in logs)
+        time.sleep(0.5)
+    assert "meta_train.bogus: unknown key" in text, text + stack.worker_log()[-3000:]
+    assert "Traceback" not in text, text
+    assert not stack.runs(flow_run_id)  # no MLflow run: nothing started
+
+
 def test_stack_down_leaves_nothing_running(stack):
     down = stack.perk("down", timeout=120)
     assert down.returncode == 0, down.stdout + down.stderr

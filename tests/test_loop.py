@@ -81,3 +81,37 @@ def test_checkpoints_of_other_inputs_are_not_resumed(tmp_path, capsys):
              lambda s: calls.append(s) or step_fn(s), tmp_path, progress=False, fingerprint="b")
     assert calls == [0, 1], "a run with other inputs must start from step 0"
     assert "other params/data" in capsys.readouterr().out
+
+
+def _diverging(tmp_path, losses, factor=10.0, steps=6):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 1)
+    cfg = TrainLoopConfig(steps=steps, checkpoint_every=2, eval_every=100, divergence_factor=factor)
+
+    def step_fn(step):
+        model(torch.ones(1, 2)).sum().backward()
+        return {"loss": losses[step]}
+    return loop.run({"m": model}, [{"params": list(model.parameters()), "lr": 0.1}], cfg, step_fn, tmp_path,
+                    progress=False, desc="meta-train")
+
+
+def test_divergence_guard_names_the_step(tmp_path):
+    from perk.divergence import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match=r"meta-train: loss is nan at step 4: training diverged"):
+        _diverging(tmp_path / "a", [2.0, 1.5, 1.2, float("nan"), 1.0, 1.0])
+    with pytest.raises(TrainingDiverged, match=r"loss 25 at step 3 is over 10x its start \(2\)"):
+        _diverging(tmp_path / "b", [2.0, 5.0, 25.0, 1.0, 1.0, 1.0])
+    assert isinstance(TrainingDiverged("x"), ValueError)  # the CLI exits 2; the flow does not retry it
+    _diverging(tmp_path / "c", [2.0, 5.0, 25.0, 1.0, 1.0, 1.0], factor=0)  # 0: the ratio check is off
+
+
+def test_divergence_reference_survives_a_resume(tmp_path):
+    from perk.divergence import TrainingDiverged
+
+    losses = [2.0, 3.0, 1.0, 1.0, 25.0, 1.0]
+    with pytest.raises(TrainingDiverged, match="at step 5"):
+        _diverging(tmp_path, losses[:4] + [float("inf")] + losses[5:])
+    # resumed from the step-4 checkpoint: the start is still 2.0 (not step 5's loss), so 25 is caught
+    with pytest.raises(TrainingDiverged, match=r"loss 25 at step 5 is over 10x its start \(2\)"):
+        _diverging(tmp_path, losses)

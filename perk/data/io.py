@@ -74,22 +74,26 @@ def validate_schema(schema: pa.Schema, source: str) -> None:
                         f"({', '.join(SCHEMA.names)})")
     for f in SCHEMA:
         if not have[f.name].type.equals(f.type):
-            raise DataError(f"{source}: column {f.name!r} has type {have[f.name].type}, expected {f.type}")
+            raise DataError(f"{source}: column {f.name!r} has type {have[f.name].type}, expected {f.type} "
+                            f"(written by another version? rerun `perk synth`)")
 
 
 def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found (run `perk synth` / `dvc repro synth` first)")
+    rerun = "rerun `perk synth` / `dvc repro synth` to rewrite it"
+    if path.is_dir():
+        raise DataError(f"{path}: expected a Parquet file, found a directory; {rerun}")
     try:
         pf = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise DataError(f"{path}: not a readable Parquet file ({err})") from None
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(f"{path}: not a readable Parquet file ({str(err).splitlines()[0][:200]}); {rerun}") from None
     validate_schema(pf.schema_arrow, str(path))
     try:
         return pf.read(columns=columns)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise DataError(f"{path}: corrupted Parquet data ({err})") from None
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(f"{path}: corrupted Parquet data ({str(err).splitlines()[0][:200]}); {rerun}") from None
 
 
 def read_rows(path: str | Path, task: str | None = None, subtask: str | None = None) -> list[dict]:

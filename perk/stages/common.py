@@ -79,5 +79,6 @@ def write_json(path: Path, obj) -> Path:
 
 def run_id(out_dir: str) -> str | None:
     """The MLflow run that produced a stage's outputs (its run.json)."""
+    from ..guarded import read_json
     f = Path(out_dir) / "run.json"
-    return json.loads(f.read_text()).get("mlflow_run_id") if f.exists() else None
+    return read_json(f).get("mlflow_run_id") if f.exists() else None

@@ -23,6 +23,10 @@ def profile(p: Params, progress: bool = True) -> Path:
 
     cfg, out, dev = p.profile, Path(p.profile.out_dir), common.device()
     artifacts = common.perk_path(p)
+    if artifacts.exists():  # damaged, it would fail every point in its own process: say so once, here
+        from ..guarded import open_safetensors
+        with open_safetensors(artifacts):
+            pass
     spec_task = getattr(p.synth.tasks, p.meta_train.task.split("/")[0])
     base = {"params": p.model_dump(mode="json"), "device": str(dev), "tokenizer": p.tokenizer.out_dir,
             "artifacts": str(artifacts) if artifacts.exists() else None, "chunk_tokens": spec_task.chunk_tokens,
