@@ -56,11 +56,11 @@ def _prompt_call(bundle, length: int, new_tokens: int, device):
     return run
 
 
-def _child(spec: dict, out: mp.Queue) -> None:
+def _child(spec: dict, out: mp.Queue, measure=None) -> None:
     """Runs in a fresh process: build the model, warm up, measure repeats, report."""
     limit = resource.getrlimit(resource.RLIMIT_AS)
     try:
-        result = _measure(spec)
+        result = (measure or _measure)(spec)
         resource.setrlimit(resource.RLIMIT_AS, limit)
         out.put(result)
     except (MemoryError, torch.OutOfMemoryError) as err:
@@ -126,11 +126,14 @@ def _measure(spec: dict) -> dict:
             "memory_method": peak.method, "trace": trace}
 
 
-def run_point(spec: dict, timeout_s: float) -> dict:
-    """Measure one point in a spawned process; never raises for OOM/timeouts/crashes."""
+def run_point(spec: dict, timeout_s: float, measure=None) -> dict:
+    """Measure one point in a spawned process; never raises for OOM/timeouts/crashes.
+
+    `measure(spec) -> dict` (a module-level function, default: this module's PERK/prompt
+    inference) runs in the child; `perk bench meta-step` passes its outer-step measurement."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(spec, q), daemon=True)
+    proc = ctx.Process(target=_child, args=(spec, q, measure), daemon=True)
     t0 = time.perf_counter()
     proc.start()
     result = None
