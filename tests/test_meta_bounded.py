@@ -130,3 +130,38 @@ def test_bounded_replays_dropout_masks():
     other, _ = meta_grads(m, net, ss, c, chunks, q, with_logits=False)
     assert rel(other, full) > 1e-3  # dropout really changes the gradient
     assert rel(bounded, full) < 1e-6
+
+
+def test_trainer_episode_gives_the_same_gradients(tiny_tokenizer):
+    """Through the real trainer path (answer loss + support BCE on the step-0 logits, PerkBundle)."""
+    from perk.bench import _synthetic_episode
+    from perk.bundle import PerkBundle
+    from perk.config import Params
+    from perk.meta.trainer import episode_forward
+
+    p = Params.model_validate({"model": {"n_layer": 2, "n_embd": 32, "n_head": 2, "dtype": "float64"},
+                               "lora": {"rank": 2}, "inner": {"steps": 3, "differentiate_last": 2}})
+    torch.manual_seed(0)
+    bundle = PerkBundle(p, tiny_tokenizer).double().train()
+    with torch.no_grad():
+        bundle.weight_net.fc2.weight.normal_(0, 0.5)
+        for t in lora_parameters(bundle.lm).values():
+            t.normal_(0, 0.2)
+    ep = _synthetic_episode(len(tiny_tokenizer), n_chunks=6, chunk_tokens=16)
+
+    def grads(inner):
+        bundle.inner = inner
+        bundle.zero_grad(set_to_none=True)
+        loss, _, bce, _ = episode_forward(bundle, ep, train=True, aux=True)
+        (loss + bce).backward()
+        named = [(n, q) for n, q in bundle.named_parameters() if q.requires_grad]
+        return {n: q.grad.clone() if q.grad is not None else torch.zeros_like(q) for n, q in named}
+
+    full = grads(p.inner)
+    bounded = grads(p.inner.model_copy(update={"bounded_memory": True, "micro_batch": 4}))
+    flat = lambda g: torch.cat([v.flatten() for v in g.values()])
+    assert flat(full).abs().sum() > 0
+    assert rel(flat(bounded), flat(full)) < 1e-6
+    for part in ("step_sizes", "weight_net", "lora_A", "mlp"):
+        sel = [n for n in full if part in n]
+        assert sel and torch.cat([full[n].flatten() for n in sel]).abs().sum() > 0, part
