@@ -58,6 +58,12 @@ def meta_step_point(spec: dict) -> dict:
     torch.manual_seed(0)
     bundle = PerkBundle(p, tok).to(dev).train()
     ep = _synthetic_episode(len(tok), spec["n_chunks"], spec["chunk_tokens"])
+    if spec.get("memory_limit_mb"):  # a shared machine: a point past its budget is recorded as oom, not OOM-killed
+        import resource
+
+        from .memory import _status_kib
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (_status_kib("VmSize") * 1024 + int(spec["memory_limit_mb"]) * 2**20, hard))
     base_mib = rss_mib()  # before the warm-up: a repeat may reuse blocks the allocator kept (memory.peak_memory)
     times, peaks = [], []
     for i in range(spec["repeats"] + 1):
@@ -113,7 +119,7 @@ def bench_meta_step(p, args) -> None:
                 q = p.model_copy(update={"model": model, "inner": p.inner.model_copy(update=inner[m])})
                 spec = {"params": q.model_dump(mode="json"), "device": str(dev), "tokenizer": p.tokenizer.out_dir,
                         "n_chunks": max(1, L // chunk), "chunk_tokens": chunk, "repeats": args.repeats,
-                        "threads": threads, "method": m, "length": L}
+                        "threads": threads, "method": m, "length": L, "memory_limit_mb": args.memory_limit_mb}
                 res[m] = run_point(spec, POINT_TIMEOUT_S, measure=meta_step_point)
             f, b = res["full"], res["bounded"]
 
@@ -123,10 +129,10 @@ def bench_meta_step(p, args) -> None:
             n = next((r["n_params"] for r in (f, b) if r["status"] == "ok"), 0)
             if b["status"] == "ok":
                 bounded_peaks[L] = b["peak_mib"]
+            ratio = (lambda key: f"{b[key] / f[key]:.2f}x") if both else (lambda key: "-")
             print(f"| {name} | {n:,} | {L} | {cell(f, 'seconds', '.2f')} | {cell(f, 'peak_mib', '.0f')} "
                   f"| {cell(b, 'seconds', '.2f')} | {cell(b, 'peak_mib', '.0f')} "
-                  f"| {b['seconds'] / f['seconds'] if both else float('nan'):.2f}x "
-                  f"| {b['peak_mib'] / f['peak_mib'] if both else float('nan'):.2f}x |", flush=True)
+                  f"| {ratio('seconds')} | {ratio('peak_mib')} |", flush=True)
             for r in (f, b):
                 if r["status"] != "ok":
                     print(f"  {name} {r['method']} {L}: {r['status']}: {r.get('error', '')}", flush=True)

@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "larger = 6 layers x 256 (default: %(default)s)")
     sp.add_argument("--micro-batch", type=int, default=0, help="meta-step: chunks per micro-batch of the bounded "
                     "path (default: inner.micro_batch, or 4 where that is 0)")
+    sp.add_argument("--memory-limit-mb", type=int, default=0, help="meta-step: address space one point may add; "
+                    "past it the point is recorded as oom (default: no limit)")
     sp.set_defaults(func=cmd_bench)
     sp = sub.add_parser("stack", help="start/stop the local Prefect + MLflow stack",
                         description="`perk stack up`: Prefect server, work pools 'gpu' (one worker per GPU) and "
