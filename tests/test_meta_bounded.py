@@ -165,3 +165,18 @@ def test_trainer_episode_gives_the_same_gradients(tiny_tokenizer):
     for part in ("step_sizes", "weight_net", "lora_A", "mlp"):
         sel = [n for n in full if part in n]
         assert sel and torch.cat([full[n].flatten() for n in sel]).abs().sum() > 0, part
+
+
+def test_bench_meta_step_point_runs_in_its_own_process(tiny_tokenizer_dir):
+    from perk.bench import meta_step_point
+    from perk.config import Params
+    from perk.profile import run_point
+
+    inner = {"steps": 2, "differentiate_last": 1, "bounded_memory": True, "micro_batch": 2}
+    p = Params.model_validate({"model": {"n_layer": 1, "n_embd": 32, "n_head": 2}, "lora": {"rank": 2},
+                               "inner": inner})
+    spec = {"params": p.model_dump(mode="json"), "device": "cpu", "tokenizer": str(tiny_tokenizer_dir),
+            "n_chunks": 4, "chunk_tokens": 32, "repeats": 1, "threads": 1, "method": "m", "length": 128}
+    res = run_point(spec, timeout_s=120, measure=meta_step_point)
+    assert res["status"] == "ok", res
+    assert res["seconds"] > 0 and res["peak_mib"] >= 0 and res["n_params"] > 0
