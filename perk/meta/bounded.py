@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+
 def _rng_state(device: torch.device):
     # Recomputation must see the same dropout masks as the forward (as torch.utils.checkpoint does).
     cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
