@@ -63,7 +63,8 @@ def meta_step_point(spec: dict) -> dict:
 
         from .memory import _status_kib
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
-        resource.setrlimit(resource.RLIMIT_AS, (_status_kib("VmSize") * 1024 + int(spec["memory_limit_mb"]) * 2**20, hard))
+        budget = _status_kib("VmSize") * 1024 + int(spec["memory_limit_mb"]) * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (budget, hard))
     base_mib = rss_mib()  # before the warm-up: a repeat may reuse blocks the allocator kept (memory.peak_memory)
     times, peaks = [], []
     for i in range(spec["repeats"] + 1):
