@@ -7,7 +7,7 @@ time (`prefect worker start --limit 1`, one worker per GPU), so a GPU never hold
 `evaluate-fanout` is a coordinator: it submits one `evaluate-shard` flow run (pool `gpu`) per eval
 length, waits for them and merges, so it runs on the process pool `control` (workers that hold no
 GPU) and never takes the GPU slot a shard needs. Every
-deployment is applied even when its stage is not registered yet in perk.stages.STAGES (a note is
+deployment is applied even when its stage is not registered yet in perk.stages.ORDER (a note is
 printed): such a run fails at once naming the registered stages, and starts working as soon as the
 stage is registered, with no re-deploy, since workers load the flow from the source tree per run.
 """
@@ -23,7 +23,10 @@ POOL, CONTROL_POOL = "gpu", "control"
 DEPLOYMENTS: dict[str, tuple[str, dict]] = {
     "pipeline": (POOL, {}),
     "data": (POOL, {"stages": ["tokenizer", "synth"]}),
-    "meta-train": (POOL, {"stages": ["meta_train"]}),
+    "tokenizer": (POOL, {"stages": ["tokenizer"]}),
+    "synth": (POOL, {"stages": ["synth"]}),
+    "pretrain": (POOL, {"stages": ["pretrain"]}),
+    "meta-train": (POOL, {"stages": ["meta-train"]}),
     "baseline": (POOL, {"stages": ["baseline"]}),
     "evaluate": (POOL, {"stages": ["evaluate"]}),
     "profile": (POOL, {"stages": ["profile"]}),
@@ -54,7 +57,7 @@ def ensure_pool(pool: str = POOL) -> None:
 def apply(root: Path, pool: str = POOL, names: list[str] | None = None,
           control_pool: str = CONTROL_POOL) -> list[str]:
     """Create or update the deployments (`pool`: the GPU pool); returns 'flow/deployment' names."""
-    from perk.stages import STAGES
+    from perk import stages
 
     from .pipeline import perk_flow
 
@@ -64,9 +67,9 @@ def apply(root: Path, pool: str = POOL, names: list[str] | None = None,
     for name, (role, parameters) in DEPLOYMENTS.items():
         if names and name not in names:
             continue
-        missing = [s for s in parameters.get("stages", []) if s not in STAGES]
+        missing = [s for s in parameters.get("stages", []) if s not in stages.names()]
         if missing:
-            print(f"note: deployment perk/{name}: stage(s) {missing} not registered in perk.stages.STAGES yet; "
+            print(f"note: deployment perk/{name}: stage(s) {missing} not registered in perk.stages.ORDER yet; "
                   f"its runs fail until they are")
         flow.deploy(name=name, work_pool_name=pools[role], parameters=parameters, build=False, push=False,
                     tags=["perk"], description=f"perk stages {parameters.get('stages', 'all')}",

@@ -2,26 +2,26 @@
 
     perk_flow(stages=["tokenizer", "synth"], params=["synth.tasks.needle.n_train=4"])
 
-Stages come from `perk.stages.STAGES` (pipeline order), so stages registered later are picked up
-without touching this file. Each stage runs inside a `perk.tracking` run (a stage that opens its
-own run for the same stage logs into it), the flow run id, git commit and params hash are exported
-as PERK_* variables for the MLflow tags, and a markdown artifact links the MLflow runs made.
+Stages come from `perk.stages` (pipeline order, one name per stage: `meta-train` is the CLI
+command, the DVC stage and the deployment). Each stage call goes through `perk.stages.call`,
+which opens that call's one MLflow run; this flow opens none, it exports the flow run id,
+deployment, git commit and params hash as PERK_* variables (tags `perk.*` of the stage's run) and
+adds a markdown artifact linking the MLflow runs made.
 
-Fan-out hook: a stage function with a `cells(params) -> list[list[str]]` attribute runs once per
-cell (each cell is a list of extra overrides; `evaluate` has one shard per eval length), then its
-optional `merge(params)` attribute collects the cells (for `evaluate`: the full-grid call, which
-reuses every cached cell and summarizes). Two ways to run the cells:
+Sharding: a stage whose `Stage.shards` is set (`evaluate`: one shard per eval length) runs once per
+shard (each shard is a list of extra overrides), then once more as its declared merge (for
+`evaluate`: the full-grid call, which reuses every cached cell and summarizes). Two ways:
 
-- default: one task per cell, one after the other inside this flow run, so the worker (one GPU)
+- default: one task per shard, one after the other inside this flow run, so the worker (one GPU)
   holds one job at a time; each shard is its own task run (retried alone) and its own MLflow run.
-- `fan_out=True`: one flow run of the deployment `perk/<stage>-shard` per cell (`run_deployment`,
+- `fan_out=True`: one flow run of the deployment `perk/<stage>-shard` per shard (`run_deployment`,
   all submitted at once, linked as subflows), so every free worker of the shard deployment's pool
   takes one; this flow run waits for all of them, fails naming the shards that did not complete,
-  then runs `merge` itself. Run it from a pool that is not the shards' pool (deployment
+  then runs the merge itself. Run it from a pool that is not the shards' pool (deployment
   `perk/evaluate-fanout` on pool `control`): a coordinator waiting in a `--limit 1` GPU slot would
   keep a shard out of it.
 
-`expand_cells=False` runs a stage with cells once, with the given overrides (what a shard does).
+`expand_cells=False` runs a sharded stage once, with the given overrides (what a shard does).
 
 While it runs, the flow keeps a lease file (flows/recover.py) so that a flow run whose process was
 killed can be marked CRASHED, with its RUNNING MLflow runs FAILED, when the workers restart.
@@ -55,29 +55,27 @@ def _transient(task, task_run, state) -> bool:
     return False
 
 
-def registered() -> dict:
-    from perk.stages import STAGES
-    return STAGES
+def registered() -> list[str]:
+    from perk import stages
+    return stages.names()
 
 
 def resolve_stages(stages: list[str] | None, target: str | None = None) -> list[str]:
-    """Requested stage names in pipeline order; all when none given; up to `target` inclusive."""
-    table = list(registered())
-    if target is not None:
-        _check([target], table)
-        return table[: table.index(target) + 1]
-    if not stages:
-        return table
-    names = [s.replace("-", "_") for s in stages]
-    _check(names, table)
+    """Requested stage names in pipeline order; all when none given; up to `target` inclusive.
+    Older spellings (meta_train, train) are accepted."""
+    from perk import stages as registry
+    from perk.config import ConfigError
+
+    table = registered()
+    try:
+        if target is not None:
+            return table[: table.index(registry.canonical(target)) + 1]
+        if not stages:
+            return table
+        names = {registry.canonical(s) for s in stages}
+    except ConfigError as err:
+        raise ValueError(f"{err}; nothing was run") from None
     return [s for s in table if s in names]
-
-
-def _check(names: list[str], table: list[str]) -> None:
-    missing = [s for s in names if s not in table]
-    if missing:
-        raise ValueError(f"stage(s) {missing} not registered in perk.stages.STAGES "
-                         f"(registered, in order: {table}); nothing was run")
 
 
 def _params_path(path: str) -> Path:
@@ -93,36 +91,32 @@ def load(params_file: str, overrides: list[str]):
 # NO_CACHE: a stage asked for always runs (DVC, not Prefect, decides what is up to date)
 @task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient, task_run_name="{name}",
       cache_policy=NO_CACHE)
-def run_stage(name: str, params_file: str = "params.yaml", overrides: list[str] | None = None) -> str:
-    """One stage call inside its MLflow run; returns the outputs as text (results stay small)."""
-    from perk import tracking
-    p = load(params_file, overrides or [])
-    with tracking.run(name, p):
-        out = registered()[name](p)
+def run_stage(name: str, params_file: str = "params.yaml", overrides: list[str] | None = None,
+              merge: bool = False) -> str:
+    """One stage call (`merge`: the merge its Shards declare); `perk.stages.call` opens its one
+    MLflow run, this flow only exports the PERK_* tags. Returns the outputs as text."""
+    from perk import stages
+    out = stages.call(name, load(params_file, overrides or []), merge=merge)
     get_run_logger().info("stage %s -> %s", name, out)
     return str(out)
 
 
-def _merge(name: str, params_file: str, overrides: list[str], outs: list[str]) -> str:
-    merge = getattr(registered()[name], "merge", None)
-    if merge is None:
-        return str(outs)
-    from perk import tracking
-    p = load(params_file, overrides)
-    with tracking.run(name, p, run_name=f"{name}-merge"):
-        return str(merge(p))
+def _merge(name: str, params_file: str, overrides: list[str]) -> str:
+    """The sharded stage's whole call, which reuses every shard's output (its own MLflow run)."""
+    return run_stage.with_options(task_run_name=f"{name}-merge")(name, params_file, overrides, merge=True)
 
 
 def _run_with_cells(name: str, params_file: str, overrides: list[str]) -> str:
-    cells = registered()[name].cells(load(params_file, overrides))
+    from perk import stages
+    cells = stages.get(name).shards.split(load(params_file, overrides))
     # one at a time: the flow run owns one GPU (see the module docstring)
-    outs = [run_stage.with_options(task_run_name=f"{name}[{i}]")(name, params_file, overrides + list(cell))
-            for i, cell in enumerate(cells)]
-    return _merge(name, params_file, overrides, outs)
+    for i, cell in enumerate(cells):
+        run_stage.with_options(task_run_name=f"{name}[{i}]")(name, params_file, overrides + list(cell))
+    return _merge(name, params_file, overrides)
 
 
 def shard_deployment(name: str) -> str:
-    return f"perk/{name.replace('_', '-')}-shard"
+    return f"perk/{name}-shard"
 
 
 def _fan_out(name: str, params_file: str, overrides: list[str]) -> str:
@@ -132,7 +126,8 @@ def _fan_out(name: str, params_file: str, overrides: list[str]) -> str:
     from prefect.exceptions import ObjectNotFound
 
     log = get_run_logger()
-    cells = registered()[name].cells(load(params_file, overrides))
+    from perk import stages
+    cells = stages.get(name).shards.split(load(params_file, overrides))
     deployment = shard_deployment(name)
     parent = FlowRunContext.get().flow_run
     with get_client(sync_client=True) as client:
@@ -159,7 +154,7 @@ def _fan_out(name: str, params_file: str, overrides: list[str]) -> str:
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(cells)} {name} shard(s) did not complete, so no merge: "
                            + "; ".join(failed))
-    return _merge(name, params_file, overrides, [str(r.id) for r in runs])
+    return _merge(name, params_file, overrides)
 
 
 def _recover():
@@ -198,7 +193,7 @@ def perk_flow(stages: list[str] | None = None, params: list[str] | None = None,
     them one after the other here, or as shard flow runs on other workers (`fan_out`), or once
     without cell expansion (`expand_cells=False`, a shard itself)."""
     from prefect.runtime import deployment, flow_run
-    from perk import tracking
+    from perk import stages as registry, tracking
 
     overrides = list(params or [])
     names = resolve_stages(stages, target)
@@ -215,7 +210,7 @@ def perk_flow(stages: list[str] | None = None, params: list[str] | None = None,
         lease = _recover().write_lease(tracking.root(), str(flow_run.id))
     try:
         for name in names:
-            if expand_cells and hasattr(registered()[name], "cells"):
+            if expand_cells and registry.get(name).shards is not None:
                 cells = _fan_out if fan_out else _run_with_cells
                 outputs[name] = cells(name, params_file, overrides)
             else:

@@ -1,8 +1,8 @@
-"""PNG of the MLflow UI comparing the PERK meta_train run with the baseline run (headless Chromium).
+"""PNG of the MLflow UI comparing the PERK meta-train run with the baseline run (headless Chromium).
 
     python -m flows.screenshot [--root DIR] [--out docs/mlflow_compare.png] [--tracking-uri URI]
 
-Picks the newest FINISHED runs tagged stage=meta_train and stage=baseline in the tracking store
+Picks the newest FINISHED runs tagged stage=meta-train and stage=baseline in the tracking store
 (`MLFLOW_TRACKING_URI`/--tracking-uri, else <root>/mlruns/mlflow.db), serves that store with a
 temporary `mlflow server` on a free port unless --tracking-uri is an http server already (e.g. the
 stack's), and opens its compare view `#/compare-runs?runs=[...]` in `chromium --headless`.
@@ -35,13 +35,13 @@ def _free_port() -> int:
 
 
 def pick_runs(uri: str) -> tuple[str, list[str]]:
-    """(experiment id, [meta_train run id, baseline run id]): the newest FINISHED of each."""
+    """(experiment id, [meta-train run id, baseline run id]): the newest FINISHED of each."""
     import mlflow
 
     client = mlflow.MlflowClient(uri)
     exps = [e.experiment_id for e in client.search_experiments()]
     ids, exp = [], None
-    for stage in ("meta_train", "baseline"):
+    for stage in ("meta-train", "baseline"):
         runs = client.search_runs(exps, f"tags.stage = '{stage}' and attributes.status = 'FINISHED'",
                                   order_by=["attributes.start_time DESC"], max_results=1) if exps else []
         if not runs:
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         if proc is not None:
             os.killpg(proc.pid, 15)
             proc.wait(timeout=30)
-    print(f"{out}  ({url}; meta_train {ids[0]}, baseline {ids[1]})")
+    print(f"{out}  ({url}; meta-train {ids[0]}, baseline {ids[1]})")
     return 0
 
 

@@ -378,3 +378,27 @@ def main(args) -> int:
         if not st:
             print("stack is down")
     return 0
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """`perk stack ...` / `perk-stack ...` / `python -m flows.stack ...`."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="perk stack", description="Start/stop the local Prefect + MLflow stack: "
+                                 "Prefect server, work pools 'gpu' (one worker per GPU) and 'control' (fan-out "
+                                 "coordinators), the perk deployments, the workers and the MLflow tracking server "
+                                 "on 127.0.0.1 (pids and logs in .prefect/stack/).")
+    add_arguments(ap)
+    args = ap.parse_args(argv)
+    try:
+        return main(args)
+    except StackError as err:
+        print(f"perk stack: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("perk stack: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

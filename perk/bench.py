@@ -37,59 +37,15 @@ META_STEP_METHODS = ("full", "bounded")
 POINT_TIMEOUT_S = 3600
 
 
-def meta_step_point(spec: dict) -> dict:
-    """One (config, method, length) point, in its own process (perk.profile.run_point): build the
-    bundle, one warm-up outer step, then `repeats` measured steps (encode + answer + backward)."""
-    import statistics
-    import time
-
-    import torch
-
-    torch.set_num_threads(spec["threads"])
-    from .bundle import PerkBundle
-    from .config import Params
-    from .memory import peak_memory, rss_mib
-    from .meta.trainer import episode_forward
-    from .tokenizer import load_tokenizer
-
-    p = Params.model_validate(spec["params"])
-    dev = torch.device(spec["device"])
-    tok = load_tokenizer(spec["tokenizer"])
-    torch.manual_seed(0)
-    bundle = PerkBundle(p, tok).to(dev).train()
-    ep = _synthetic_episode(len(tok), spec["n_chunks"], spec["chunk_tokens"])
-    if spec.get("memory_limit_mb"):  # a shared machine: a point past its budget is recorded as oom, not OOM-killed
-        import resource
-
-        from .memory import _status_kib
-        _, hard = resource.getrlimit(resource.RLIMIT_AS)
-        budget = _status_kib("VmSize") * 1024 + int(spec["memory_limit_mb"]) * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (budget, hard))
-    base_mib = rss_mib()  # before the warm-up: a repeat may reuse blocks the allocator kept (memory.peak_memory)
-    times, peaks = [], []
-    for i in range(spec["repeats"] + 1):
-        with peak_memory(dev, None if dev.type == "cuda" else base_mib) as peak:
-            t0 = time.perf_counter()
-            loss, _, bce, _ = episode_forward(bundle, ep, train=True, aux=True)
-            (loss + (bce if bce is not None else 0)).backward()
-            bundle.zero_grad(set_to_none=True)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            dt = time.perf_counter() - t0
-        if i:  # the first step is a warm-up
-            times.append(dt)
-            peaks.append(peak.mib)
-    return {"status": "ok", "seconds": statistics.median(times), "peak_mib": max(peaks),
-            "memory_method": peak.method, "n_params": sum(x.numel() for x in bundle.parameters())}
-
-
 def bench_meta_step(p, args) -> None:
     """Time per outer step and peak memory, full-graph vs memory-bounded inner loop (torch_func),
     on the tiny and a larger config, over context lengths; each point in its own process."""
     import torch
 
-    from .profile import run_point
-    from .stages import device
+    from .bundle import PerkBundle
+    from .profile import METHOD_META_STEP, run_point
+    from .stages.common import device
+    from .tokenizer import load_tokenizer
 
     dev = device()
     lengths = [int(x) for x in args.lengths.split(",")] if args.lengths else [args.length]
@@ -103,6 +59,7 @@ def bench_meta_step(p, args) -> None:
     inner = {"full": {"engine": "torch_func"},
              "bounded": {"engine": "torch_func", "bounded_memory": True, "micro_batch": mb}}
     threads = torch.get_num_threads()
+    tok = load_tokenizer(p.tokenizer.out_dir)
     print(f"meta-step benchmark on {dev.type}, {threads} thread(s): {chunk}-token chunks, K={p.inner.steps} "
           f"({p.inner.differentiate_last} differentiated), {p.inner.optimizer}, weighting {p.inner.weighting}; "
           f"full graph micro-batch {p.inner.micro_batch or 'all'}, bounded micro-batch {mb}; "
@@ -114,20 +71,22 @@ def bench_meta_step(p, args) -> None:
         max_pos = max(p.model.max_positions, max(lengths))
         model = p.model.model_copy(update={**META_STEP_SIZES[name], "max_positions": max_pos})
         bounded_peaks = {}
+        n = sum(x.numel() for x in PerkBundle(p.model_copy(update={"model": model}), tok).parameters())
         for L in lengths:
             res = {}
             for m in META_STEP_METHODS:
                 q = p.model_copy(update={"model": model, "inner": p.inner.model_copy(update=inner[m])})
+                # perk.profile's meta_step workload: one outer step (encode + answer + support BCE + backward)
                 spec = {"params": q.model_dump(mode="json"), "device": str(dev), "tokenizer": p.tokenizer.out_dir,
-                        "n_chunks": max(1, L // chunk), "chunk_tokens": chunk, "repeats": args.repeats,
-                        "threads": threads, "method": m, "length": L, "memory_limit_mb": args.memory_limit_mb}
-                res[m] = run_point(spec, POINT_TIMEOUT_S, measure=meta_step_point)
+                        "artifacts": None, "chunk_tokens": chunk, "warmup": 1, "repeats": args.repeats,
+                        "threads": threads, "method": METHOD_META_STEP, "length": L,
+                        "memory_limit_mb": args.memory_limit_mb}
+                res[m] = {**run_point(spec, POINT_TIMEOUT_S), "method": m}
             f, b = res["full"], res["bounded"]
 
             def cell(r, key, fmt):
                 return format(r[key], fmt) if r["status"] == "ok" else r["status"]
             both = f["status"] == b["status"] == "ok"
-            n = next((r["n_params"] for r in (f, b) if r["status"] == "ok"), 0)
             if b["status"] == "ok":
                 bounded_peaks[L] = b["peak_mib"]
             ratio = (lambda key: f"{b[key] / f[key]:.2f}x") if both else (lambda key: "-")

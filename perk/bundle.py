@@ -17,7 +17,7 @@ class PerkBundle(torch.nn.Module):
         from .model import TokenWeightNet, add_lora, load_model, lora_parameters
 
         base = base if base is not None else load_model(p.model, tokenizer)
-        if p.model.name != "tiny":  # a pretrained base stays frozen; only the tiny one is meta-trained
+        if p.model.frozen_base:  # a pretrained (or shape-only) base stays frozen; only the tiny one is meta-trained
             base.requires_grad_(False)
         self.lm = add_lora(base, p.lora)
         n = len(lora_parameters(self.lm))
@@ -30,6 +30,18 @@ class PerkBundle(torch.nn.Module):
     @property
     def hidden_size(self) -> int:
         return self.weight_net.fc1.in_features
+
+    def encode(self, chunks: dict[str, torch.Tensor], train: bool = False, example_id=None,
+               return_weight_logits: bool = False, **inner):
+        """Write one context's chunks into fast LoRA weights with this system's own step sizes,
+        weighting net and inner-loop engine (perk.meta.inner.encode). `inner` overrides InnerConfig
+        keys for this call, e.g. `micro_batch=16` at test time."""
+        from .meta.inner import encode
+
+        cfg = self.inner.model_copy(update=inner) if inner else self.inner
+        net = self.weight_net if cfg.weighting == "net" else None
+        return encode(self.lm, chunks, cfg, self.step_sizes, net, engine=cfg.engine, train=train,
+                      example_id=example_id, return_weight_logits=return_weight_logits)
 
     def save(self, path: str | Path, metadata: dict | None = None) -> Path:
         # a named pretrained base is frozen: store only what training changed

@@ -1,4 +1,9 @@
-"""`perk <command>`: the command-line entry to every stage and benchmark."""
+"""`perk <command>`: the command-line entry to every stage and benchmark.
+
+`perk <stage>` calls `perk.stages.call(<stage>, params)`, the same entry dvc.yaml and the Prefect
+flow use. `perk stack ...` is forwarded to the orchestration side (flows/stack.py) as a separate
+process: the library never imports prefect, dvc or flows.
+"""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +22,8 @@ def _common(sp: argparse.ArgumentParser) -> None:
                     help="parameters file (default: %(default)s)")
     sp.add_argument("--param", "-P", action="append", default=[], metavar="KEY=VALUE",
                     help="override one parameter, e.g. -P synth.tasks.needle.n_train=100 (repeatable; values parsed as YAML)")
+    sp.add_argument("--no-progress", action="store_true", help="no progress output (a bar on a terminal, "
+                    "a line every 10%% or minute elsewhere)")
 
 
 def _load(args):
@@ -24,46 +31,31 @@ def _load(args):
     return load_params(args.params, args.param)
 
 
-def cmd_tokenizer(args) -> None:
-    from . import stages
-    print(f"tokenizer written to {stages.tokenizer(_load(args))}")
+def _stage_runner(name: str):
+    def run(args) -> None:
+        from . import stages
+        p = _load(args)
+        if name == "synth":
+            _select_families(p, args)
+        out = stages.call(name, p, progress=not args.no_progress)
+        print(f"{name}: {out}")
+    return run
 
 
-def cmd_synth(args) -> None:
-    from . import stages
-    p = _load(args)
+def _select_families(p, args) -> None:
     if args.out_dir:
         p.synth.out_dir = args.out_dir
     if args.tasks:
-        wanted = set(args.tasks.split(","))
-        unknown = wanted - set(type(p.synth.tasks).model_fields)
-        if unknown:
-            raise ConfigError(f"--tasks: unknown task(s) {sorted(unknown)}; choose from {sorted(type(p.synth.tasks).model_fields)}")
-        for name, spec in p.synth.tasks:
-            spec.enabled = name in wanted
-    outs = stages.synth(p, progress=not args.no_progress)
-    for name, path in outs.items():
-        print(f"{name}: {path}")
+        wanted, known = set(args.tasks.split(",")), set(type(p.synth.tasks).model_fields)
+        if wanted - known:
+            raise ConfigError(f"--tasks: unknown task(s) {sorted(wanted - known)}; choose from {sorted(known)}")
+        for family, spec in p.synth.tasks:
+            spec.enabled = family in wanted
 
 
-STAGE_COMMANDS = [
-    ("pretrain", "pretrain", "LM-pretrain the tiny base model on haystack text (no-op for a named model)."),
-    ("train", "meta_train", "Meta-train PERK (inner loop encodes the context into LoRA; outer loop learns to "
-     "answer from it); resumes from the last checkpoint after a kill."),
-    ("baseline", "baseline", "Fine-tune the prompt-based long-context baseline (FT-ICR) on the same data."),
-    ("evaluate", "evaluate", "Evaluate PERK and the baseline over task x length x depth; resumable per cell."),
-    ("profile", "profile", "Profile peak memory and latency vs context length, PERK vs prompt-based."),
-]
-
-
-def _stage_runner(stage: str):
-    def run(args) -> None:
-        from . import stages
-        if stage not in stages.STAGES:
-            raise ConfigError(f"stage {stage!r} is not available in this version")
-        out = stages.STAGES[stage](_load(args), progress=not args.no_progress)
-        print(f"{stage}: {out}")
-    return run
+def cmd_report(args) -> None:
+    from .report_md import report
+    print(report(_load(args)), end="")
 
 
 def cmd_bench(args) -> None:
@@ -71,43 +63,34 @@ def cmd_bench(args) -> None:
     run_bench(args.what, _load(args), args)
 
 
-def cmd_stack(args) -> None:
-    from flows.stack import StackError, main as stack_main  # prefect/mlflow only run as subprocesses
-    try:
-        stack_main(args)
-    except StackError as err:
-        raise ConfigError(str(err)) from None
+def run_stack(argv: list[str]) -> int:
+    import subprocess
+    # a separate process: prefect/mlflow live on the orchestration side, never imported here
+    return subprocess.call([sys.executable, "-m", "flows.stack", *argv])
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .stages import ALIASES, ORDER
+
     ap = argparse.ArgumentParser(prog="perk", description="PERK experiment pipeline: synthesize long-context "
                                  "tasks, meta-train, evaluate and profile. Every stage reads params.yaml.")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    sp = sub.add_parser("tokenizer", help="train the tiny tokenizer (or copy a named model's) into tokenizer.out_dir",
-                        description="Train the byte-level BPE of the tiny profile on generator text, or copy "
-                        "model.name's tokenizer from a local directory / the HF cache.")
-    _common(sp)
-    sp.add_argument("--no-progress", action="store_true", help="accepted for symmetry with other stages")
-    sp.set_defaults(func=cmd_tokenizer)
-
-    sp = sub.add_parser("synth", help="synthesize long-context tasks into Parquet",
-                        description="Synthesize needle / babilong / records / retrieval tasks into "
-                        "{out_dir}/{task}/{train,val,test}.parquet. Sizes, lengths, depths and chunk size come "
-                        "from the synth section of params.yaml; lengths are counted with the tokenizer in "
-                        "tokenizer.out_dir (run `perk tokenizer` first).")
-    _common(sp)
-    sp.add_argument("--out-dir", help="output directory (default: synth.out_dir)")
-    sp.add_argument("--tasks", help="comma-separated task families to generate (default: those enabled in params)")
-    sp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    sp.set_defaults(func=cmd_synth)
-
-    for name, stage, helptext in STAGE_COMMANDS:
-        sp = sub.add_parser(name, help=helptext, description=helptext + " Parameters come from params.yaml "
-                            f"(section {stage!r} and the sections it builds on); override with -P key=value.")
+    for name, (_, helptext) in ORDER.items():
+        aliases = [a for a, n in ALIASES.items() if n == name]
+        sp = sub.add_parser(name, aliases=aliases, help=helptext, description=helptext + " Parameters come from "
+                            "params.yaml; override with -P key=value. The same stage is `dvc repro "
+                            f"{name}` and the Prefect deployment perk/{name}.")
         _common(sp)
-        sp.add_argument("--no-progress", action="store_true", help="hide progress bars")
-        sp.set_defaults(func=_stage_runner(stage))
+        if name == "synth":
+            sp.add_argument("--out-dir", help="output directory (default: synth.out_dir)")
+            sp.add_argument("--tasks", help="comma-separated task families to generate (default: those enabled)")
+        sp.set_defaults(func=_stage_runner(name))
+
+    sp = sub.add_parser("report", help="print the results tables (markdown) of the last pipeline run",
+                        description="Markdown tables of the outputs in data/ (evaluate, meta-train, baseline, "
+                        "profile): what the README's results section quotes.")
+    _common(sp)
+    sp.set_defaults(func=cmd_report)
 
     sp = sub.add_parser("bench", help="print throughput benchmarks",
                         description="Benchmarks that print figures: `synth` = synthesis throughput "
@@ -127,18 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--memory-limit-mb", type=int, default=0, help="meta-step: address space one point may add; "
                     "past it the point is recorded as oom (default: no limit)")
     sp.set_defaults(func=cmd_bench)
-    sp = sub.add_parser("stack", help="start/stop the local Prefect + MLflow stack",
-                        description="`perk stack up`: Prefect server, work pools 'gpu' (one worker per GPU) and "
-                        "'control' (fan-out coordinators), the perk deployments, the workers and the MLflow tracking "
-                        "server on 127.0.0.1 (pids and logs in .prefect/stack/); "
-                        "`perk stack down` stops them all; `perk stack status` lists them.")
-    from flows.stack import add_arguments
-    add_arguments(sp)
-    sp.set_defaults(func=cmd_stack)
+    sp = sub.add_parser("stack", help="start/stop the local Prefect + MLflow stack (`perk stack up --help`)",
+                        description="Forwarded to `python -m flows.stack` (also installed as `perk-stack`): "
+                        "up | down | status, see `perk stack -h` there.", add_help=False)
+    sp.add_argument("stack_args", nargs=argparse.REMAINDER)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["stack"]:  # everything after `stack`, -h included, is flows.stack's
+        return run_stack(argv[1:])
     args = build_parser().parse_args(argv)
     from .meta.inner import InnerLoopError
     from .model import ModelLoadError

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 
 class ConfigError(ValueError):
@@ -146,11 +146,18 @@ class TokenizerConfig(Section):
 
 class ModelConfig(Section):
     name: str = Field("tiny", description="'tiny' (built from this config) or an HF model id / local directory")
+    shape: str | None = Field(None, description="build a published architecture with RANDOM weights, no "
+                              "download: a name in profiles/shapes/ (qwen2.5-0.5b, gpt2-small) or a path to an "
+                              "HF config.json. Memory and latency depend on the shape, not the weights. The base "
+                              "is frozen like a named model's; leave model.name at 'tiny'")
+    shape_overrides: dict[str, int | float | bool | str] = Field(
+        default_factory=dict, description="config fields replaced in the shape, e.g. {num_hidden_layers: 1} "
+        "for a CPU-sized test of the same architecture")
     arch: Literal["qwen2", "gpt2"] = "qwen2"
     n_layer: int = Field(2, ge=1, le=64)
     n_embd: int = Field(128, ge=16, le=8192)
     n_head: int = Field(4, ge=1, le=128)
-    max_positions: int = Field(8192, ge=64)
+    max_positions: int = Field(16384, ge=64)
     dtype: Literal["float32", "float64", "bfloat16"] = "float32"
     local_layers: int | None = Field(None, ge=0, description="tiny qwen2: bottom layers with sliding-window "
                                      "attention (a fact and its question then read alike locally, which helps "
@@ -167,7 +174,27 @@ class ModelConfig(Section):
     def _heads(self):
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.shape is not None and self.name != "tiny":
+            raise ValueError(f"set model.shape ({self.shape!r}) or model.name ({self.name!r}), not both")
+        if self.shape_overrides and self.shape is None:
+            raise ValueError("model.shape_overrides needs model.shape")
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        # Unset shape keys are left out, so params dumps (and the checkpoint/cell fingerprints hashed
+        # from them) stay what they were before these keys existed: no finished work is invalidated.
+        out = handler(self)
+        if isinstance(out, dict) and self.shape is None:
+            out.pop("shape", None)
+            if not self.shape_overrides:
+                out.pop("shape_overrides", None)
+        return out
+
+    @property
+    def frozen_base(self) -> bool:
+        """A named or shape-only base stands for a pretrained model: frozen, never pretrained here."""
+        return self.name != "tiny" or self.shape is not None
 
 
 class LoraConfig(Section):
@@ -184,8 +211,8 @@ class InnerConfig(Section):
     optimizer: Literal["sgd", "adam"] = "adam"
     steps: int = Field(4, ge=1, le=64)
     lr_init: float = Field(1e-2, gt=0)
-    lr_min: float = Field(1.2e-4, gt=0)
-    lr_max: float = Field(0.37, gt=0)
+    lr_min: float = Field(1.234e-4, gt=0, description="clamp of the learned step sizes (e^-9)")
+    lr_max: float = Field(0.3679, gt=0, description="(e^-1)")
     betas: tuple[float, float] = (0.9, 0.95)
     differentiate_last: int = Field(2, ge=0)
     first_order: bool = False
@@ -253,6 +280,7 @@ class PretrainConfig(Section):
                            "over the training keys and every value word (see perk/meta/exposure.py)")
     exposure_keys: Literal["train", "all"] = Field("train", description="key words in the exposure text; "
                                                    "'all' includes held-out keys (random pairs, no answers)")
+    checkpoint_every: int = Field(100, ge=1, description="steps between checkpoints (a killed run resumes)")
     out_dir: str = "data/pretrain"
 
 
@@ -278,12 +306,16 @@ class MetaTrainConfig(TrainLoopConfig):
 class BaselineConfig(TrainLoopConfig):
     """Prompt-based long-context fine-tuning (FT-ICR): context in the prompt -> answer."""
     out_dir: str = "data/baseline"
+    steps: int = Field(700, ge=1, description="x batch 4: the question/answer pairs PERK sees (700 contexts x 4 keys)")
     lr: float = Field(1e-3, gt=0, le=1.0)
 
 
 class EvalConfig(Section):
     tasks: list[str] = Field(default_factory=lambda: ["needle/multikey"], description="family/subtask list")
     methods: list[Literal["perk", "baseline"]] = Field(default_factory=lambda: ["perk", "baseline"])
+    controls: list[Literal["no_inner", "wrong_context"]] = Field(
+        default_factory=lambda: ["no_inner", "wrong_context"], description="PERK controls on the test grid "
+        "(perk/controls.py): answer with the LoRA init, or after encoding another example's context")
     per_cell: int = Field(10, ge=1, description="test examples per (length, depth) cell")
     max_new_tokens: int = Field(8, ge=1)
     micro_batch: int = Field(16, ge=1, description="chunks per micro-batch in the test-time encode")
@@ -308,6 +340,9 @@ class ProfileConfig(Section):
     new_tokens: int = Field(8, ge=1)
     timeout_s: float = Field(180.0, gt=0, description="per point; slower points are recorded as timeout")
     memory_limit_mb: int | None = Field(None, ge=64, description="per-point cap on added address space, MiB (forces OOM)")
+    attn_implementation: Literal["eager", "sdpa"] = Field(
+        "eager", description="attention kernels at inference (PERK's test-time encode is first-order, so "
+        "fused 'sdpa' is allowed there; training always uses eager)")
     out_dir: str = "data/profile"
 
 

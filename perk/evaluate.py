@@ -16,8 +16,8 @@ from typing import Callable, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from tqdm.auto import tqdm
 
+from . import progress as progress_
 from .data.io import atomic_write_bytes
 from .prompts import context_prompt, greedy_answer, question_prompt
 from .scoring import exact_match, substring_match, token_f1, wilson_interval
@@ -26,7 +26,7 @@ PRED_SCHEMA = pa.schema([
     ("id", pa.string()), ("method", pa.string()), ("task", pa.string()), ("length", pa.int32()),
     ("depth", pa.float64()), ("context_tokens", pa.int32()), ("prediction", pa.string()),
     ("answer", pa.string()), ("em", pa.float64()), ("f1", pa.float64()), ("substring", pa.float64()),
-    ("status", pa.string()), ("seconds", pa.float64()),
+    ("status", pa.string()), ("seconds", pa.float64()), ("distractor", pa.float64()),
 ])
 
 Answerer = Callable[[dict], tuple[str | None, str]]  # row -> (prediction, status)
@@ -62,17 +62,28 @@ def prompt_answerer(model, tokenizer, max_positions: int, max_new_tokens: int, d
     return answer
 
 
-def perk_answerer(model, tokenizer, step_sizes, weight_net, inner_cfg, max_new_tokens: int,
-                  device="cpu") -> Answerer:
-    """PERK: encode the context into the adapter (first-order, micro-batched), answer without it."""
-    from .meta import chunk_batch, encode
+def perk_answerer(bundle, tokenizer, max_new_tokens: int, device="cpu", micro_batch: int = 0,
+                  context_of: Callable[[dict], dict | None] | None = None) -> Answerer:
+    """PERK: encode the context into the adapter (first-order, micro-batched), answer without it.
+    `context_of(row)` picks the row whose context is encoded instead (the wrong-context control;
+    None: no donor, the row is skipped as `no_donor`)."""
+    from .meta import chunk_batch
 
     def answer(row: dict):
-        chunks = {k: v.to(device) for k, v in chunk_batch(tokenizer, row["context"]).items()}
-        enc = encode(model, chunks, inner_cfg, step_sizes, weight_net, engine=inner_cfg.engine,
-                     train=False, example_id=row["id"])
-        with adapted(model, {n: t.detach() for n, t in enc.as_dict().items()}):
-            return greedy_answer(model, tokenizer, question_prompt(row), max_new_tokens, device), "ok"
+        source = context_of(row) if context_of else row
+        if source is None:
+            return None, "no_donor"
+        chunks = {k: v.to(device) for k, v in chunk_batch(tokenizer, source["context"]).items()}
+        enc = bundle.encode(chunks, train=False, example_id=row["id"], micro_batch=micro_batch)
+        with adapted(bundle.lm, {n: t.detach() for n, t in enc.as_dict().items()}):
+            return greedy_answer(bundle.lm, tokenizer, question_prompt(row), max_new_tokens, device), "ok"
+    return answer
+
+
+def init_answerer(bundle, tokenizer, max_new_tokens: int, device="cpu") -> Answerer:
+    """The no-inner control: the meta-learned LoRA init answers, nothing encoded."""
+    def answer(row: dict):
+        return greedy_answer(bundle.lm, tokenizer, question_prompt(row), max_new_tokens, device), "ok"
     return answer
 
 
@@ -89,6 +100,7 @@ def group_cells(rows: Iterable[dict], per_cell: int) -> dict[tuple[int, float | 
 
 
 def score_row(row: dict, method: str, task: str, prediction: str | None, status: str, seconds: float) -> dict:
+    from .controls import is_distractor
     ok = prediction is not None
     return {"id": row["id"], "method": method, "task": task, "length": row["target_tokens"],
             "depth": row["target_depth"], "context_tokens": row["context_tokens"],
@@ -96,7 +108,7 @@ def score_row(row: dict, method: str, task: str, prediction: str | None, status:
             "em": exact_match(prediction, row["answer"]) if ok else 0.0,
             "f1": token_f1(prediction, row["answer"]) if ok else 0.0,
             "substring": substring_match(prediction, row["answer"]) if ok else 0.0,
-            "status": status, "seconds": seconds}
+            "status": status, "seconds": seconds, "distractor": is_distractor(row, prediction) if ok else 0.0}
 
 
 def run_cells(answerers: dict[str, Answerer], task: str, rows: list[dict], per_cell: int, out_dir: str | Path,
@@ -105,16 +117,16 @@ def run_cells(answerers: dict[str, Answerer], task: str, rows: list[dict], per_c
     out_dir = Path(out_dir)
     results = []
     cells = group_cells(rows, per_cell)
+    bar = progress_.bar(total=len(answerers) * len(cells), desc=f"evaluate {task} (cells)", enabled=progress)
     for method, answer in answerers.items():
         for (length, depth), cell_rows in cells.items():
             path = out_dir / method / f"{cell_key(task, length, depth)}.parquet"
             if path.exists():  # finished before a kill/rerun: reuse
                 results += pq.read_table(path).to_pylist()
+                bar.update()
                 continue
             scored = []
-            bar = tqdm(cell_rows, desc=f"{method} {task} L={length} d={depth}", disable=not progress,
-                       leave=False, dynamic_ncols=True)
-            for r in bar:
+            for r in cell_rows:
                 t0 = time.perf_counter()
                 pred, status = answer(r)
                 scored.append(score_row(r, method, task, pred, status, time.perf_counter() - t0))
@@ -122,6 +134,9 @@ def run_cells(answerers: dict[str, Answerer], task: str, rows: list[dict], per_c
             atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp))
             on_cell(f"{method}/{cell_key(task, length, depth)}", scored)
             results += scored
+            bar.set_postfix({"last": f"{method} L={length} d={depth} EM {sum(x['em'] for x in scored) / len(scored):.2f}"})
+            bar.update()
+    bar.close()
     return results
 
 
@@ -139,7 +154,9 @@ def summarize(preds: list[dict]) -> dict:
         em = sum(p["em"] for p in scored) / n if n else None
         lo, hi = wilson_interval(sum(p["em"] for p in scored), n)
         cell = {"em": em, "em_lo": lo, "em_hi": hi, "f1": (sum(p["f1"] for p in scored) / n) if n else None,
-                "n": n, "out_of_range": len(ps) - n}
+                "distractor": (sum(p.get("distractor") or 0.0 for p in scored) / n) if n else None,
+                "n": n, "out_of_range": sum(p["status"] == "out_of_range" for p in ps),
+                "skipped": sum(p["status"] not in ("ok", "out_of_range") for p in ps)}
         node = out.setdefault(method, {}).setdefault(task, {}).setdefault("by_length", {})
         if len(key) == 3:
             node.setdefault(str(length), {}).update(cell)

@@ -13,9 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
-
-from . import checkpoint, distributed
+from . import checkpoint, distributed, progress as progress_
 from .config import TrainLoopConfig
 
 
@@ -28,6 +26,10 @@ def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, total: int,
         progress = (step - warmup) / max(1, total - warmup)
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _clip(value: float | None) -> float:
+    return math.inf if value is None else value
 
 
 def batch_indices(seed: int, step: int, n: int, batch_size: int) -> list[int]:
@@ -66,16 +68,17 @@ def run(modules: dict[str, torch.nn.Module], param_groups: list[dict], cfg: Trai
         print(f"{desc}: resuming from {found} (step {start}/{cfg.steps})")
     distributed.barrier()  # torchrun: every rank has resumed before rank 0 may write a checkpoint
     main = distributed.is_main()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc,
-               disable=not (progress and main), dynamic_ncols=True)
+    bar = progress_.bar(range(start, cfg.steps), total=cfg.steps, initial=start, desc=desc, enabled=progress and main)
     for step in bar:
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         metrics = step_fn(step)
         distributed.average_gradients(param_groups)  # torchrun: mean over ranks (no-op on one process)
         # Clip per group: meta-gradients of step sizes are orders of magnitude larger than the
-        # model's and would otherwise shrink every model update.
-        norms = {g.get("name", f"group{i}"): torch.nn.utils.clip_grad_norm_(g["params"], cfg.grad_clip)
+        # model's and would otherwise shrink every model update. A group may set its own
+        # "grad_clip" (None: measured and checked, not clipped).
+        norms = {g.get("name", f"group{i}"): torch.nn.utils.clip_grad_norm_(
+                     g["params"], _clip(g.get("grad_clip", cfg.grad_clip)))
                  for i, g in enumerate(param_groups)}
         for name, gn in norms.items():
             if not torch.isfinite(gn):
@@ -90,7 +93,7 @@ def run(modules: dict[str, torch.nn.Module], param_groups: list[dict], cfg: Trai
         if main and eval_fn is not None and (done % cfg.eval_every == 0 or done == cfg.steps):
             metrics.update(eval_fn())
             shown = {k: v for k, v in metrics.items() if k in ("loss", "train_em", "aux_bce", "val_em")}
-            tqdm.write(f"{desc} step {done}/{cfg.steps}: " + " ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+            progress_.write(f"{desc} step {done}/{cfg.steps}: " + " ".join(f"{k} {v:.4g}" for k, v in shown.items()))
         if main:
             log_fn(metrics, done)
         last = {k: float(v) for k, v in metrics.items()}

@@ -1,6 +1,8 @@
 """Peak memory of a code region, on CUDA and on CPU.
 
-CUDA: `torch.cuda.max_memory_allocated` after `reset_peak_memory_stats`.
+CUDA: `torch.cuda.max_memory_allocated` after `reset_peak_memory_stats` (the region's peak above
+the tensors alive at its start), and the absolute peaks of allocated and reserved memory (what
+nvidia-smi would show, the model's weights included: the paper's GB figures are of that kind).
 CPU: the kernel's own high-water mark of resident memory. Writing "5" to /proc/self/clear_refs
 resets VmHWM (Linux >= 4.0), so VmHWM read after the region is the true peak inside it, with no
 sampling gaps; the figure reported is that peak minus the resident memory at the start. Where
@@ -43,6 +45,8 @@ def _reset_hwm() -> bool:
 class Peak:
     mib: float = 0.0          # peak above the starting level
     method: str = ""
+    allocated_mib: float | None = None  # CUDA only: absolute peaks, model included
+    reserved_mib: float | None = None
 
 
 class _Sampler(threading.Thread):
@@ -73,11 +77,14 @@ def peak_memory(device: torch.device | str = "cpu", baseline_mib: float | None =
     peak = Peak()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()  # else blocks cached by earlier work hide this region's reservations
         torch.cuda.reset_peak_memory_stats(device)
         start = torch.cuda.memory_allocated(device)
         yield peak
         torch.cuda.synchronize(device)
-        peak.mib = (torch.cuda.max_memory_allocated(device) - start) / 2**20
+        peak.allocated_mib = torch.cuda.max_memory_allocated(device) / 2**20
+        peak.reserved_mib = torch.cuda.max_memory_reserved(device) / 2**20
+        peak.mib = peak.allocated_mib - start / 2**20
         peak.method = "cuda.max_memory_allocated"
         return
     start = rss_mib() if baseline_mib is None else baseline_mib

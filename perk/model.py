@@ -99,7 +99,11 @@ def _candidate_dirs(name: str) -> list[Path]:
 
 
 def load_model(model_cfg: ModelConfig, tokenizer) -> nn.Module:
-    """'tiny' builds from config; any other name loads from a local directory or the HF cache only."""
+    """'tiny' builds from config, a shape from its config file (random weights); any other name
+    loads from a local directory or the HF cache only."""
+    if model_cfg.shape is not None:
+        from .shapes import build_shape_model
+        return build_shape_model(model_cfg.shape, model_cfg.shape_overrides, tokenizer, _DTYPES[model_cfg.dtype])
     if model_cfg.name == "tiny":
         model = build_tiny_model(model_cfg, len(tokenizer), tokenizer.pad_token_id,
                                  tokenizer.bos_token_id, tokenizer.eos_token_id)

@@ -19,17 +19,21 @@ def _save(fig, path: str | Path) -> Path:
     return Path(path)
 
 
-def accuracy_vs_length(rows: Iterable[dict], path: str | Path, title: str, train_length: int | None = None) -> Path:
-    """rows: {method, length, acc, lo, hi}; one line per method with a 95% CI band."""
+def accuracy_vs_length(rows: Iterable[dict], path: str | Path, title: str, train_length: int | None = None,
+                       chance: float | None = None) -> Path:
+    """rows: {method, length, acc, lo, hi}; one line per method with a 95% CI band; controls
+    (methods named perk_<control>) dashed."""
     rows = list(rows)
     fig, ax = plt.subplots(figsize=(6, 4))
     for method in sorted({r["method"] for r in rows}):
         pts = sorted((r for r in rows if r["method"] == method), key=lambda r: r["length"])
         xs = [r["length"] for r in pts]
-        ax.plot(xs, [100 * r["acc"] for r in pts], marker="o", label=method)
+        ax.plot(xs, [100 * r["acc"] for r in pts], marker="o", label=method, ls="--" if "_" in method else "-")
         ax.fill_between(xs, [100 * r["lo"] for r in pts], [100 * r["hi"] for r in pts], alpha=0.2)
     if train_length:
         ax.axvline(train_length, color="grey", ls=":", label="train length")
+    if chance:
+        ax.axhline(100 * chance, color="black", ls=":", lw=0.8, label=f"chance ({100 * chance:.1f}%)")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("context length (tokens)")
     ax.set_ylabel("exact match (%)")

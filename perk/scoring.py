@@ -8,11 +8,18 @@ from collections import Counter
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = set(string.punctuation)
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")  # 1,000 -> 1000 (a comma before exactly 3 digits)
+_DECIMAL = re.compile(r"(?<=\d)\.(?=\d)")            # the point of 7.64, kept through punctuation removal
+_DIGIT_COMMA = re.compile(r"(?<=\d),(?=\d)")         # any other comma between digits separates numbers
+_POINT = "\x00"
 
 
 def normalize(text: str) -> str:
-    """Lowercase, drop punctuation and articles, collapse whitespace."""
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
+    """Lowercase, drop punctuation and articles, collapse whitespace (SQuAD-style), but keep numbers
+    intact: a decimal point between digits stays ("7.64" != "76.4") and a thousands separator goes
+    ("1,000" == "1000"); any other comma between digits separates ("1,2" -> "1 2")."""
+    text = _DECIMAL.sub(_POINT, _DIGIT_COMMA.sub(" ", _THOUSANDS.sub("", text.lower())))
+    text = "".join(ch for ch in text if ch not in _PUNCT).replace(_POINT, ".")
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
 

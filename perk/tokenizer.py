@@ -49,6 +49,27 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path,
     return fast
 
 
+def byte_tokenizer(out_dir: str | Path | None = None):
+    """A byte-level tokenizer with no merges: 256 byte tokens + the special tokens, no training.
+
+    For shape-only models (perk/shapes.py): any text tokenizes, every id fits a large vocab, and it
+    costs nothing to build where no tokenizer can be downloaded. Saved to `out_dir` when given.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {t: i for i, t in enumerate(list(SPECIAL_TOKENS.values()) + sorted(alphabet))}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(list(SPECIAL_TOKENS.values()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
+    fast.model_max_length = 1 << 30
+    if out_dir is not None:
+        save_tokenizer(fast, out_dir)
+    return fast
+
+
 def save_tokenizer(tokenizer, out_dir: str | Path) -> Path:
     """save_pretrained into a temp dir, then swap it into place."""
     from .data.io import atomic_dir

@@ -4,12 +4,12 @@ Where runs go: `MLFLOW_TRACKING_URI` when set (e.g. the stack's `http://127.0.0.
 local store `sqlite:///<root>/mlruns/mlflow.db` with artifacts under `<root>/mlruns/artifacts`
 (MLflow 3 no longer accepts a plain ./mlruns file store). `<root>` is `PERK_ROOT` or the repo.
 
-    with tracking.run("meta_train", params, task="needle") as r:
+    with tracking.run("meta-train", params, task="needle") as r:
         tracking.log_metrics({"loss": 1.2}, step=10)
 
-`run` is re-entrant per stage: when the orchestrator (Prefect flow) already opened a run for the
-same stage and experiment, a stage's own `run(...)` logs into it instead of nesting a duplicate.
-Every `PERK_*` environment variable becomes a `perk.*` tag (the flow exports PERK_FLOW_RUN_ID).
+Exactly one run per stage call, opened by `perk.stages.call` under the CLI, DVC and Prefect alike;
+every `PERK_*` environment variable becomes a `perk.*` tag (the flow exports PERK_FLOW_RUN_ID and
+the deployment, which links the run to its Prefect flow run).
 No server is needed; mlflow is imported lazily so `import perk.tracking` stays cheap.
 """
 from __future__ import annotations
@@ -29,7 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Run ids opened by this process, oldest first; the Prefect flow reads them to link its runs.
 RUN_IDS: list[str] = []
-_OPEN: list[tuple[str, str, str]] = []  # (stage, experiment_id, run_id) of runs opened by run()
 
 
 def root() -> Path:
@@ -158,50 +157,71 @@ def run_tags(stage: str, params: Any, task: str | None = None) -> dict[str, str]
 @contextlib.contextmanager
 def run(stage: str, params: Any = None, task: str | None = None, run_name: str | None = None,
         tags: Mapping[str, Any] | None = None, system_metrics: bool = True) -> Iterator[Any]:
-    """Open (or re-enter) the MLflow run of `stage`; FAILED if the body raises, FINISHED otherwise."""
+    """Open the MLflow run of one stage call; FAILED if the body raises, FINISHED otherwise.
+
+    `perk.stages.call` opens exactly one per stage call; orchestrators add tags through PERK_*
+    environment variables and never open runs of their own."""
     import mlflow
 
     task = task or infer_task(params)
     exp_id = get_experiment_id(task)
     active = mlflow.active_run()
-    if _OPEN and active is not None and _OPEN[-1][:2] == (stage, exp_id) and _OPEN[-1][2] == active.info.run_id:
-        if tags:
-            mlflow.set_tags({k: str(v) for k, v in tags.items()})
-        yield active
-        return
-
     all_tags = run_tags(stage, params, task) | {k: str(v) for k, v in (tags or {}).items()}
     r = mlflow.start_run(experiment_id=exp_id, run_name=run_name or stage, nested=active is not None,
                          tags=all_tags, log_system_metrics=system_metrics)
     RUN_IDS.append(r.info.run_id)
-    _OPEN.append((stage, exp_id, r.info.run_id))
     try:
         flat = {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in flatten(_as_dict(params)).items()}
         if flat:
             mlflow.log_params(flat)
         yield r
     except BaseException:
-        _OPEN.pop()
         mlflow.end_run(status="FAILED")
         raise
-    _OPEN.pop()
     mlflow.end_run(status="FINISHED")
+
+
+def _active():
+    """The open run, or None: outside a stage call (a notebook, a non-zero torchrun rank) the
+    log_* functions below do nothing rather than let MLflow invent a run in its default experiment."""
+    import sys
+    if "mlflow" not in sys.modules:
+        return None
+    import mlflow
+    return mlflow.active_run()
+
+
+def active_run_id() -> str | None:
+    r = _active()
+    return r.info.run_id if r else None
+
+
+def set_tags(tags: Mapping[str, Any]) -> None:
+    import mlflow
+    if _active():
+        mlflow.set_tags({k: str(v) for k, v in tags.items() if v is not None})
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     import mlflow
+    if not _active():
+        return
 
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
 
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
     import mlflow
+    if not _active():
+        return
 
     mlflow.log_artifact(str(path), artifact_path)
 
 
 def log_artifacts(directory: str | Path, artifact_path: str | None = None) -> None:
     import mlflow
+    if not _active():
+        return
 
     mlflow.log_artifacts(str(directory), artifact_path)
 

@@ -22,15 +22,15 @@ def _params(tmp, batch_size):
 def _train(tmp, tok_dir, batch_size, tag):
     """Meta-train STEPS steps; returns the (averaged) gradients of every step and the final weights."""
     from perk.bundle import PerkBundle
-    from perk.meta.trainer import make_episodes, meta_train
-    from perk.stages import _rows
+    from perk.meta.trainer import make_episodes, outer_loop
+    from perk.stages.common import rows
     from perk.tokenizer import load_tokenizer
 
     torch.set_default_dtype(torch.float64)
     torch.set_num_threads(1)
     p = _params(tmp, batch_size)
     tok = load_tokenizer(tok_dir)
-    eps = make_episodes(_rows(p, p.meta_train.task, "train"), tok)
+    eps = make_episodes(rows(p, p.meta_train.task, "train"), tok)
     torch.manual_seed(0)
     bundle = PerkBundle(p, tok)
     grads, average = [], distributed.average_gradients
@@ -40,7 +40,7 @@ def _train(tmp, tok_dir, batch_size, tag):
         grads.append([p.grad.clone() if p.grad is not None else None for g in groups for p in g["params"]])
     distributed.average_gradients = spy
     try:
-        meta_train(bundle, p.meta_train, eps, [], p.seed, progress=False, ckpt_dir=f"{tmp}/ckpt-{tag}")
+        outer_loop(bundle, p.meta_train, eps, [], p.seed, progress=False, ckpt_dir=f"{tmp}/ckpt-{tag}")
     finally:
         distributed.average_gradients = average
     return grads, {k: v.detach().clone() for k, v in bundle.state_dict().items()}

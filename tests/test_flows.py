@@ -32,39 +32,49 @@ def harness():
 
 @pytest.fixture()
 def fake_stages(monkeypatch, tmp_path):
-    calls = []
+    """Stub stages in a registry of their own: `register(name, run, ...)` adds one in pipeline order."""
+    calls, order, table = [], {}, {}
 
     def make(name, fail_times=0, exc=OSError):
-        def stage(p):
+        def stage(p, progress=True):
             calls.append(name)
             if calls.count(name) <= fail_times:
                 raise exc(f"{name} flaky")
-            tracking.log_metrics({f"{name}_done": 1.0})
+            tracking.log_metrics({f"{name.replace('-', '_')}_done": 1.0})
             return tmp_path / name
         return stage
 
-    table = {"tokenizer": make("tokenizer"), "synth": make("synth", fail_times=1), "meta_train": make("meta_train")}
-    monkeypatch.setattr(perk_stages, "STAGES", table)
-    return calls, table, make
+    def register(name, run, family=None, shards=None):
+        order[name] = (name, "")
+        table[name] = perk_stages.Stage(name, run, family=lambda p: family, shards=shards)
+
+    register("tokenizer", make("tokenizer"))
+    register("synth", make("synth", fail_times=1))
+    register("meta-train", make("meta-train"), family="needle")
+    monkeypatch.setattr(perk_stages, "ORDER", order)
+    monkeypatch.setattr(perk_stages, "get", lambda name: table[perk_stages.canonical(name)])
+    return calls, register, make
 
 
 def test_resolve_stages_order_and_errors(fake_stages):
-    assert pipeline.resolve_stages(None) == ["tokenizer", "synth", "meta_train"]
-    assert pipeline.resolve_stages(["meta-train", "tokenizer"]) == ["tokenizer", "meta_train"]
+    assert pipeline.resolve_stages(None) == ["tokenizer", "synth", "meta-train"]
+    assert pipeline.resolve_stages(["meta_train", "tokenizer"]) == ["tokenizer", "meta-train"]
+    assert pipeline.resolve_stages(["train"]) == ["meta-train"]
     assert pipeline.resolve_stages(None, target="synth") == ["tokenizer", "synth"]
-    with pytest.raises(ValueError, match=r"\['evaluate'\] not registered in perk.stages.STAGES"):
+    with pytest.raises(ValueError, match=r"unknown stage 'evaluate'; stages, in pipeline order: tokenizer, synth, "
+                       r"meta-train; nothing was run"):
         pipeline.resolve_stages(["evaluate"])
 
 
 def test_flow_runs_stages_in_order_with_retries_and_links_runs(harness, mlflow_store, fake_stages):
     calls, _, _ = fake_stages
-    state = pipeline.perk_flow(stages=["meta_train", "synth"], params=["seed=3"], return_state=True)
+    state = pipeline.perk_flow(stages=["meta-train", "synth"], params=["seed=3"], return_state=True)
     assert state.is_completed(), state
-    assert calls == ["synth", "synth", "meta_train"]  # pipeline order; the OSError was retried
+    assert calls == ["synth", "synth", "meta-train"]  # pipeline order; the OSError was retried
     runs = mlflow_store.search_runs([e.experiment_id for e in mlflow_store.search_experiments()], order_by=["start_time ASC"])
     # the failed first attempt of synth left a FAILED run, its retry a FINISHED one
     assert [(r.data.tags["stage"], r.info.status) for r in runs] == [
-        ("synth", "FAILED"), ("synth", "FINISHED"), ("meta_train", "FINISHED")]
+        ("synth", "FAILED"), ("synth", "FINISHED"), ("meta-train", "FINISHED")]
     flow_run_id = str(state.state_details.flow_run_id)
     for r in runs:
         assert r.data.tags["perk.flow_run_id"] == flow_run_id
@@ -85,9 +95,34 @@ def test_flow_runs_stages_in_order_with_retries_and_links_runs(harness, mlflow_s
     assert arts and all(r.info.run_id in arts[0].data for r in by_stage.values())
 
 
+def test_one_mlflow_run_per_stage_call_with_several_families_enabled(harness, mlflow_store, monkeypatch):
+    """Real stages (tokenizer, synth: no family) and a meta-train stub of family needle, under the
+    shipped params (all four families enabled): one run per stage call, in its family's experiment."""
+    monkeypatch.chdir(mlflow_store.tracking_uri.split("sqlite:///")[1].rsplit("/mlruns", 1)[0])
+    real_get = perk_stages.get
+
+    def meta_train(p, progress=True):
+        tracking.log_metrics({"loss": 1.0}, 1)
+        return "ok"
+    stub = perk_stages.Stage("meta-train", meta_train, family=lambda p: p.meta_train.task.split("/")[0])
+    monkeypatch.setattr(perk_stages, "get", lambda n: stub if perk_stages.canonical(n) == "meta-train" else real_get(n))
+    overrides = [f"{k}={v}" for k, v in (("tokenizer.corpus_texts", 200), ("tokenizer.vocab_size", 512))] + \
+        [f"synth.tasks.{f}.n_{s}={n}" for f in ("needle", "babilong") for s, n in (("train", 5), ("val", 1), ("test", 1))] + \
+        [f"synth.tasks.{f}.enabled=false" for f in ("records", "retrieval")]
+    state = pipeline.perk_flow(stages=["tokenizer", "synth", "meta-train"], params=overrides,
+                               params_file=str(ROOT / "params.yaml"), return_state=True)
+    assert state.is_completed(), state
+    exps = {e.experiment_id: e.name for e in mlflow_store.search_experiments()}
+    runs = mlflow_store.search_runs(list(exps))
+    per = sorted((exps[r.info.experiment_id], r.data.tags["stage"], r.info.status) for r in runs)
+    assert per == [("perk", "synth", "FINISHED"), ("perk", "tokenizer", "FINISHED"),
+                   ("perk-needle", "meta-train", "FINISHED")], per
+    assert all(r.data.tags["perk.flow_run_id"] == str(state.state_details.flow_run_id) for r in runs)
+
+
 def test_permanent_errors_are_not_retried(harness, mlflow_store, fake_stages):
-    calls, table, make = fake_stages
-    table["synth"] = make("synth", fail_times=5, exc=ValueError)
+    calls, register, make = fake_stages
+    register("synth", make("synth", fail_times=5, exc=ValueError))
     state = pipeline.perk_flow(stages=["synth"], return_state=True)
     assert state.is_failed()
     assert calls == ["synth"]
@@ -98,20 +133,19 @@ def test_permanent_errors_are_not_retried(harness, mlflow_store, fake_stages):
 def test_unregistered_stage_fails_clearly(harness, mlflow_store, fake_stages):
     state = pipeline.perk_flow(stages=["profile"], return_state=True)
     assert state.is_failed()
-    with pytest.raises(ValueError, match="not registered"):
+    with pytest.raises(ValueError, match="unknown stage 'profile'"):
         state.result()
 
 
 def test_fan_out_hook_runs_one_task_per_cell(harness, mlflow_store, fake_stages, monkeypatch):
-    calls, table, _ = fake_stages
+    calls, register, _ = fake_stages
     seen = []
 
-    def evaluate(p):
+    def evaluate(p, progress=True):
         seen.append(p.seed)
         return p.seed
-    evaluate.cells = lambda p: [["seed=1"], ["seed=2"]]
-    evaluate.merge = lambda p: "merged"
-    table["evaluate"] = evaluate
+    register("evaluate", evaluate, shards=perk_stages.Shards(split=lambda p: [["seed=1"], ["seed=2"]],
+                                                             merge=lambda p, progress=True: "merged"))
     state = pipeline.perk_flow(stages=["evaluate"], return_state=True)
     assert state.is_completed() and state.result() == {"evaluate": "merged"}
     assert sorted(seen) == [1, 2]
@@ -127,15 +161,15 @@ def shard_runs(harness, fake_stages, monkeypatch):
     from prefect.client.orchestration import get_client
     from prefect.states import Completed, Failed
 
-    _, table, _ = fake_stages
+    _, register, _ = fake_stages
     seen = {"stage": [], "merge": []}
 
-    def evaluate(p):
+    def evaluate(p, progress=True):
         seen["stage"].append(p.seed)
         return p.seed
-    evaluate.cells = lambda p: [["seed=1"], ["seed=2"]]
-    evaluate.merge = lambda p: seen["merge"].append(p.seed) or "merged"
-    table["evaluate"] = evaluate
+    register("evaluate", evaluate, shards=perk_stages.Shards(
+        split=lambda p: [["seed=1"], ["seed=2"]],
+        merge=lambda p, progress=True: seen["merge"].append(p.seed) or "merged"))
     with get_client(sync_client=True) as client:
         client.create_deployment(flow_id=client.create_flow_from_name("perk"), name="evaluate-shard",
                                  parameters={"stages": ["evaluate"], "expand_cells": False})
@@ -215,7 +249,7 @@ def test_flow_micro_pipeline_fans_evaluate_out_one_shard_at_a_time(harness, mlfl
     import json
     monkeypatch.chdir(tmp_path)  # stage outputs (data/...) are relative to the working directory
     micro = str(ROOT / "tests" / "micro_params.yaml")
-    shards = perk_stages.evaluate.cells(pipeline.load(micro, []))
+    shards = perk_stages.get("evaluate").shards.split(pipeline.load(micro, []))
     assert shards == [["evaluate.only_lengths=[128]"], ["evaluate.only_lengths=[1024]"]]
     state = pipeline.perk_flow(target="evaluate", params_file=micro, return_state=True)
     assert state.is_completed(), state
@@ -240,4 +274,5 @@ def test_flow_micro_pipeline_fans_evaluate_out_one_shard_at_a_time(harness, mlfl
             return await client.read_task_runs(flow_run_filter=FlowRunFilter(
                 id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
     names = sorted(t.name for t in anyio.run(task_runs))
-    assert names == sorted(["tokenizer", "synth", "pretrain", "meta_train", "baseline", "evaluate[0]", "evaluate[1]"])
+    assert names == sorted(["tokenizer", "synth", "pretrain", "meta-train", "baseline", "evaluate[0]", "evaluate[1]",
+                            "evaluate-merge"])

@@ -132,7 +132,7 @@ def test_stack_up_then_meta_train_deployment_lands_in_mlflow(stack):
     by_flow = {(r.data.tags["stage"], r.info.status) for r in stack.runs(data_id)}
     assert by_flow == {("tokenizer", "FINISHED"), ("synth", "FINISHED"), ("pretrain", "FINISHED")}
     [mt] = stack.runs(run_id)
-    assert (mt.data.tags["stage"], mt.info.status) == ("meta_train", "FINISHED")
+    assert (mt.data.tags["stage"], mt.info.status) == ("meta-train", "FINISHED")
     assert mt.data.tags["perk.deployment"] == "meta-train" and mt.data.tags["method"] == "perk"
     assert mt.data.params["meta_train.steps"] == "4" and mt.data.params["model.n_embd"] == "32"
     assert {"val_em", "val_em_no_inner", "loss"} <= set(mt.data.metrics), mt.data.metrics
@@ -191,7 +191,7 @@ def test_worker_killed_mid_run_crashes_then_rerun_resumes(stack):
     assert f"recovered flow run {flow_run_id}" in up, up
     assert stack.flow_run_state(flow_run_id) == "CRASHED"
     [dead] = stack.runs(flow_run_id)
-    assert (dead.data.tags["stage"], dead.info.status) == ("meta_train", "FAILED")
+    assert (dead.data.tags["stage"], dead.info.status) == ("meta-train", "FAILED")
 
     # the rerun resumes from the last checkpoint and completes
     rerun = stack.deployment_run("perk/meta-train", {"params": KILL})

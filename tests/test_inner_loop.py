@@ -243,3 +243,21 @@ def test_bad_inputs_raise_clear_errors():
     plain = build_tiny_model(ModelConfig(arch="gpt2", n_layer=1, n_embd=16, n_head=2), VOCAB)
     with pytest.raises(ValueError, match="no LoRA parameters"):
         encode(plain, chunks, cfg(), ss, net)
+
+
+# ------------------------------------------------------------------ gradient checkpointing
+
+@pytest.mark.parametrize("arch", ["gpt2", "qwen2"])
+def test_grad_checkpointing_gives_the_same_meta_gradients(arch):
+    """Per-layer checkpointing recomputes with the FAST weights (transformers' own would use the
+    init): second-order meta-gradients and the result are unchanged, and the patch is undone."""
+    m, net = make(arch)
+    c = cfg(differentiate_last=2)
+    ss = steps_for(m, c)
+    chunks, q = data()
+    plain = meta_grads(m, net, ss, c, chunks, q, "torch_func")
+    ckpt = meta_grads(m, net, ss, c.model_copy(update={"grad_checkpointing": True}), chunks, q, "torch_func")
+    assert plain.abs().sum() > 0 and rel(ckpt, plain) < 1e-10, rel(ckpt, plain)
+    assert not any("forward" in vars(mod) for mod in m.modules())  # no instance forward left behind
+    with pytest.raises(ValueError, match="torch_func"):
+        encode(m, chunks, c.model_copy(update={"grad_checkpointing": True}), ss, net, engine="higher")

@@ -168,15 +168,29 @@ def test_trainer_episode_gives_the_same_gradients(tiny_tokenizer):
 
 
 def test_bench_meta_step_point_runs_in_its_own_process(tiny_tokenizer_dir):
-    from perk.bench import meta_step_point
+    """The bench's bounded point: perk.profile's meta_step workload with inner.bounded_memory on."""
     from perk.config import Params
-    from perk.profile import run_point
+    from perk.profile import METHOD_META_STEP, run_point
 
     inner = {"steps": 2, "differentiate_last": 1, "bounded_memory": True, "micro_batch": 2}
     p = Params.model_validate({"model": {"n_layer": 1, "n_embd": 32, "n_head": 2}, "lora": {"rank": 2},
                                "inner": inner})
     spec = {"params": p.model_dump(mode="json"), "device": "cpu", "tokenizer": str(tiny_tokenizer_dir),
-            "n_chunks": 4, "chunk_tokens": 32, "repeats": 1, "threads": 1, "method": "m", "length": 128}
-    res = run_point(spec, timeout_s=120, measure=meta_step_point)
+            "artifacts": None, "chunk_tokens": 32, "warmup": 1, "repeats": 1, "threads": 1,
+            "method": METHOD_META_STEP, "length": 128}
+    res = run_point(spec, timeout_s=120)
     assert res["status"] == "ok", res
-    assert res["seconds"] > 0 and res["peak_mib"] >= 0 and res["n_params"] > 0
+    assert res["seconds"] > 0 and res["peak_mib"] >= 0
+
+
+def test_bounded_composes_with_grad_checkpointing():
+    """inner.grad_checkpointing (per-layer recompute inside a forward) under the bounded path."""
+    m, net = make("qwen2", seed=16)
+    c = cfg(optimizer="adam", differentiate_last=2, micro_batch=2)
+    ss = steps_for(m, c)
+    chunks, q = data(seed=17, C=5)
+    full, _ = meta_grads(m, net, ss, c, chunks, q)
+    both, _ = meta_grads(m, net, ss, c.model_copy(update={"bounded_memory": True, "grad_checkpointing": True}),
+                         chunks, q)
+    assert full.abs().sum() > 0
+    assert rel(both, full) < 1e-6

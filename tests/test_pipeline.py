@@ -43,12 +43,21 @@ def _run(cmd, cwd, timeout=600):
     return r.stdout + r.stderr
 
 
+TWO_FAMILIES = {"subtasks": ["qa1"], "n_train": 2, "n_val": 1, "n_test": 1, "train_lengths": [128],
+                "eval_lengths": [1024], "depths": [0.0], "chunk_tokens": 64}
+
+
 def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
+    import yaml
     proj = _project(tmp_path)
-    _run([str(BIN / "dvc"), "repro"], proj)
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    params["synth"]["tasks"]["babilong"] = TWO_FAMILIES  # two families enabled: runs must not split
+    (proj / "params.yaml").write_text(yaml.safe_dump(params))
+    out = _run([str(BIN / "dvc"), "repro"], proj)
+    assert "meta-train: 4/4 (100%)" in out and "evaluate needle/multikey (cells): 8/8 (100%)" in out, out[-3000:]
     d = proj / "data"
-    for f in ("synth/needle/test.parquet", "pretrain/base.safetensors", "meta_train/perk.safetensors",
-              "baseline/model.safetensors", "eval/metrics.json", "eval/predictions.parquet",
+    for f in ("synth/needle/test.parquet", "synth/babilong/test.parquet", "pretrain/base.safetensors",
+              "meta_train/perk.safetensors", "baseline/model.safetensors", "eval/metrics.json", "eval/predictions.parquet",
               "eval/plots/needle_multikey_accuracy.png", "eval/plots/needle_multikey_perk_heatmap.png",
               "profile/points.csv", "profile/metrics.json", "profile/plots/memory_vs_length.png"):
         assert (d / f).exists(), f
@@ -61,13 +70,47 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
     assert "Data and pipelines are up to date" in again, again
     shown = _run([str(BIN / "dvc"), "metrics", "show"], proj)
     assert "em_1024" in shown
-    # every stage logged an MLflow run, all FINISHED
+    # exactly one MLflow run per stage call, FINISHED, in its family's experiment
     import mlflow
-    mlflow.set_tracking_uri(f"sqlite:///{proj}/mlruns/mlflow.db")
-    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
-    stages = {r.data.tags.get("stage"): r.info.status for r in runs}
-    assert {k: stages.get(k) for k in ("pretrain", "meta_train", "baseline", "evaluate", "profile")} == \
-        dict.fromkeys(("pretrain", "meta_train", "baseline", "evaluate", "profile"), "FINISHED")
+    client = mlflow.MlflowClient(f"sqlite:///{proj}/mlruns/mlflow.db")
+    exps = {e.experiment_id: e.name for e in client.search_experiments()}
+    runs = sorted((r.data.tags.get("stage"), exps[r.info.experiment_id], r.info.status)
+                  for r in client.search_runs(list(exps)))
+    assert runs == sorted([("tokenizer", "perk", "FINISHED"), ("synth", "perk", "FINISHED")] +
+                          [(s, "perk-needle", "FINISHED") for s in ("pretrain", "meta-train", "baseline", "evaluate", "profile")]), runs
+
+
+def _kill_and_resume(proj, command, args, ckpts: Path, out_file: Path, step_dir: str):
+    """Run `perk command`, kill -9 it once `step_dir` is checkpointed, rerun: the rerun must resume."""
+    proc = subprocess.Popen([str(BIN / "perk"), command, "--no-progress", *args], cwd=proj, env=_env(proj),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(ckpts.glob(step_dir)):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out_file.exists(), "killed too late to test resume"
+    out = _run([str(BIN / "perk"), command, "--no-progress", *args], proj)
+    assert "resuming from" in out
+    return out
+
+
+def _same_tensors(a: Path, b: Path) -> None:
+    ref, got = load_file(a), load_file(b)
+    assert ref.keys() == got.keys()
+    assert all((ref[k] == got[k]).all() for k in ref), "resumed run differs from the uninterrupted one"
+
+
+def test_kill_9_during_pretrain_resumes_to_the_same_base(tmp_path):
+    proj = _project(tmp_path)
+    for stage in ("tokenizer", "synth"):
+        _run([str(BIN / "perk"), stage, "--no-progress"], proj)
+    args = ["-P", "pretrain.steps=300", "-P", "pretrain.checkpoint_every=4"]
+    _run([str(BIN / "perk"), "pretrain", "--no-progress", *args, "-P", "pretrain.out_dir=data/ref"], proj)
+    _kill_and_resume(proj, "pretrain", args, proj / "data/pretrain-checkpoints", proj / "data/pretrain/base.safetensors",
+                     "step-0000008")
+    for f in ("base.safetensors", "weight_net.safetensors"):
+        assert (proj / "data/ref" / f).read_bytes() == (proj / "data/pretrain" / f).read_bytes(), f
 
 
 def test_kill_9_during_meta_train_resumes_to_the_same_adapter(tmp_path):
@@ -75,23 +118,11 @@ def test_kill_9_during_meta_train_resumes_to_the_same_adapter(tmp_path):
     for stage in ("tokenizer", "synth", "pretrain"):
         _run([str(BIN / "perk"), stage, "--no-progress"], proj)
     args = ["-P", "meta_train.steps=24", "-P", "meta_train.checkpoint_every=4", "-P", "meta_train.eval_every=100"]
-    _run([str(BIN / "perk"), "train", "--no-progress", *args, "-P", "meta_train.out_dir=data/ref"], proj)
-    ref = load_file(proj / "data/ref/perk.safetensors")
-
-    proc = subprocess.Popen([str(BIN / "perk"), "train", "--no-progress", *args], cwd=proj, env=_env(proj),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    ckpts = proj / "data/meta_train/checkpoints"
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(ckpts.glob("step-0000008")):
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (proj / "data/meta_train/perk.safetensors").exists(), "killed too late to test resume"
-    out = _run([str(BIN / "perk"), "train", "--no-progress", *args], proj)
-    assert "resuming from" in out
-    got = load_file(proj / "data/meta_train/perk.safetensors")
-    assert ref.keys() == got.keys()
-    assert all((ref[k] == got[k]).all() for k in ref), "resumed run differs from the uninterrupted one"
+    _run([str(BIN / "perk"), "meta-train", "--no-progress", *args, "-P", "meta_train.out_dir=data/ref"], proj)
+    # the old command name `train` is an alias of the same stage
+    _kill_and_resume(proj, "train", args, proj / "data/meta_train/checkpoints", proj / "data/meta_train/perk.safetensors",
+                     "step-0000008")
+    _same_tensors(proj / "data/ref/perk.safetensors", proj / "data/meta_train/perk.safetensors")
 
 
 @pytest.mark.parametrize("command, override, needle", [

@@ -61,18 +61,18 @@ def test_named_model_runs_end_to_end(arch, tmp_path, monkeypatch, tiny_tokenizer
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     p = load_params(MICRO, [f"model.name={model_dir}", "meta_train.steps=2", "baseline.steps=2",
                             "meta_train.lr=1e-5", "baseline.lr=1e-5"])
-    stages.tokenizer(p)
+    stages.call("tokenizer", p)
     assert (work / "data/tokenizer/tokenizer.json").exists()
-    stages.synth(p, progress=False)
-    info = json.loads(stages.pretrain(p, progress=False).read_text())
+    stages.call("synth", p, progress=False)
+    info = json.loads(stages.call("pretrain", p, progress=False).read_text())
     assert info == {"base": str(model_dir), "pretrained_here": False}
-    art = stages.meta_train(p, progress=False)
+    art = stages.call("meta-train", p, progress=False)
     from safetensors import safe_open
     with safe_open(str(art), framework="pt") as f:  # frozen named base: only LoRA, step sizes, weighting net
         keys = list(f.keys())
     assert keys and all("lora_" in k or "step_sizes" in k or "weight_net" in k for k in keys), keys[:5]
-    stages.baseline(p, progress=False)
-    metrics = json.loads(stages.evaluate(p, progress=False).read_text())
+    stages.call("baseline", p, progress=False)
+    metrics = json.loads(stages.call("evaluate", p, progress=False).read_text())
     perk = metrics["perk"]["needle_multikey"]
     assert "em_128" in perk and "em_1024" in perk and "out_of_range_1024" not in perk
     base = metrics["baseline"]["needle_multikey"]

@@ -36,3 +36,13 @@ def test_wilson_interval():
     lo, hi = wilson_interval(5, 10)
     assert lo < 0.5 < hi and hi - lo < 0.6
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_numbers_keep_their_decimal_point_and_drop_thousands_separators():
+    from perk.scoring import exact_match, normalize
+    assert exact_match("7.64", "76.4") == 0.0 and exact_match("7.64", "7.64.") == 1.0
+    assert exact_match("1,000", "1000") == 1.0 and exact_match("12,345,678", "12345678") == 1.0
+    assert exact_match("1,2", "12") == 0.0 and normalize("1,2") == "1 2"  # a list, not a number
+    assert exact_match("0.5", ".5") == 0.0  # no digit before the point: stays punctuation
+    assert normalize("The grade is 3.75.") == "grade is 3.75"
+    assert exact_match("The answer.", "answer") == 1.0  # words as before

@@ -36,7 +36,7 @@ def test_run_logs_params_tags_metrics_and_artifacts(store, tmp_path):
     p = Params()
     p.synth.tasks.babilong.enabled = p.synth.tasks.records.enabled = p.synth.tasks.retrieval.enabled = False
     (tmp_path / "note.txt").write_text("hi")
-    with tracking.run("meta_train", p, tags={"extra": 1}, system_metrics=False) as r:
+    with tracking.run("meta-train", p, tags={"extra": 1}, system_metrics=False) as r:
         tracking.log_metrics({"loss": 2.5}, step=3)
         tracking.log_artifact(tmp_path / "note.txt")
         import matplotlib
@@ -52,7 +52,7 @@ def test_run_logs_params_tags_metrics_and_artifacts(store, tmp_path):
     assert run.data.params["synth.tasks.needle.train_lengths"] == "[512]"
     t = run.data.tags
     assert (t["stage"], t["method"], t["engine"], t["model"], t["context_length"]) == (
-        "meta_train", "perk", "torch_func", "tiny", "512")
+        "meta-train", "perk", "torch_func", "tiny", "512")
     assert t["params_hash"] == tracking.params_hash(p) and t["perk.flow_run_id"] == "flow-123"
     assert t["extra"] == "1" and len(t["git_commit"]) >= 7
     assert run.data.metrics["loss"] == 2.5
@@ -71,10 +71,8 @@ def test_failed_body_marks_run_failed_and_reraises(store):
     assert run.info.status == "FAILED" and run.data.tags["method"] == "baseline"
 
 
-def test_reentrant_for_same_stage_nested_otherwise(store):
+def test_a_run_opened_inside_another_is_nested_never_merged(store):
     with tracking.run("synth", Params(), system_metrics=False) as outer:
-        with tracking.run("synth", Params(), system_metrics=False) as same:
-            assert same.info.run_id == outer.info.run_id
         with tracking.run("evaluate", Params(), system_metrics=False) as inner:
             assert inner.info.run_id != outer.info.run_id
     assert store.get_run(inner.info.run_id).data.tags["mlflow.parentRunId"] == outer.info.run_id
@@ -88,3 +86,11 @@ def test_system_metrics_logged(store, monkeypatch):
     with tracking.run("profile", {"seed": 0}) as r:
         time.sleep(1.5)
     assert any(k.startswith("system/") for k in store.get_run(r.info.run_id).data.metrics)
+
+
+def test_logging_outside_a_stage_call_invents_no_run(store):
+    import mlflow
+    tracking.log_metrics({"x": 1.0}, 0)  # e.g. a non-zero torchrun rank, or a notebook
+    tracking.set_tags({"a": "b"})
+    assert mlflow.active_run() is None
+    assert not store.search_runs([e.experiment_id for e in store.search_experiments()])

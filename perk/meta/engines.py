@@ -12,6 +12,7 @@ identical in both.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -45,8 +46,9 @@ class LMOutput:
 class TorchFuncEngine:
     name = "torch_func"
 
-    def __init__(self, model: nn.Module, names: list[str], optimizer: str, betas):
+    def __init__(self, model: nn.Module, names: list[str], optimizer: str, betas, grad_checkpointing: bool = False):
         self.model, self.names = model, names
+        self.grad_checkpointing = grad_checkpointing
         self.opt = make_inner_optimizer(optimizer, betas)
         self.state = None
         bb, head = split_lm(model)
@@ -59,8 +61,13 @@ class TorchFuncEngine:
         self.state = self.opt.init_state(init)
 
     def forward(self, fast: list[torch.Tensor], input_ids, attention_mask=None) -> LMOutput:
-        h = functional_call(self.backbone, dict(zip(self.local, fast)), args=(),
-                            kwargs=dict(input_ids=input_ids, attention_mask=attention_mask), strict=False)
+        ckpt = nullcontext()
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            from perk.meta.checkpointing import checkpointed
+            ckpt = checkpointed(self.backbone, self.local, fast)
+        with ckpt:
+            h = functional_call(self.backbone, dict(zip(self.local, fast)), args=(),
+                                kwargs=dict(input_ids=input_ids, attention_mask=attention_mask), strict=False)
         h = h.last_hidden_state
         return LMOutput(self.head(h), h)
 
@@ -120,9 +127,12 @@ class HigherEngine:
                                  grad_callback=lambda _: list(grads))
 
 
-def make_engine(name: str, model: nn.Module, names: list[str], optimizer: str = "adam", betas=(0.9, 0.95)):
+def make_engine(name: str, model: nn.Module, names: list[str], optimizer: str = "adam", betas=(0.9, 0.95),
+                grad_checkpointing: bool = False):
     if name == "torch_func":
-        return TorchFuncEngine(model, names, optimizer, betas)
+        return TorchFuncEngine(model, names, optimizer, betas, grad_checkpointing)
+    if grad_checkpointing:
+        raise ValueError(f"inner.grad_checkpointing is implemented for engine 'torch_func' only, not {name!r}")
     if name == "higher":
         return HigherEngine(model, names, optimizer, betas)
     raise ValueError(f"unknown inner-loop engine {name!r}; choose one of {ENGINES}")

@@ -110,7 +110,7 @@ def encode(model: nn.Module, chunks: dict[str, torch.Tensor], cfg: InnerConfig,
         raise ValueError(f"inner.bounded_memory: true is implemented for inner.engine: torch_func only, got {engine!r}")
     lora = lora_parameters(model)
     names, init = list(lora), list(lora.values())
-    eng = make_engine(engine, model, names, cfg.optimizer, cfg.betas)
+    eng = make_engine(engine, model, names, cfg.optimizer, cfg.betas, cfg.grad_checkpointing)
     use_net = cfg.weighting == "net" and weight_net is not None
 
     with torch.enable_grad():

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .. import distributed, loop
 from ..prompts import answer_target, question_prompt, qa_batch
-from .inner import chunk_batch, encode, token_losses
+from .inner import chunk_batch
 
 
 @dataclass
@@ -62,7 +62,7 @@ def answer_loss_em(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
     return loss, ok.all(-1).float()
 
 
-def _on(ep: Episode, dev: torch.device) -> Episode:
+def on_device(ep: Episode, dev: torch.device) -> Episode:
     if ep.questions["input_ids"].device == dev:
         return ep
     return Episode(ep.id, {k: v.to(dev) for k, v in ep.chunks.items()}, {k: v.to(dev) for k, v in ep.questions.items()})
@@ -70,11 +70,9 @@ def _on(ep: Episode, dev: torch.device) -> Episode:
 
 def episode_forward(bundle, ep: Episode, train: bool, aux: bool = False, pos_weight: float = 1.0):
     """Encode, then answer. Returns (answer loss, per-question EM, aux BCE or None, inner losses)."""
-    cfg = bundle.inner
-    ep = _on(ep, next(bundle.parameters()).device)
-    net = bundle.weight_net if cfg.weighting == "net" else None
-    enc = encode(bundle.lm, ep.chunks, cfg, bundle.step_sizes, net, engine=cfg.engine, train=train,
-                 example_id=ep.id, return_weight_logits=train and aux and net is not None)
+    ep = on_device(ep, next(bundle.parameters()).device)
+    with_net = bundle.inner.weighting == "net"
+    enc = bundle.encode(ep.chunks, train=train, example_id=ep.id, return_weight_logits=train and aux and with_net)
     q = ep.questions
     with torch.set_grad_enabled(train):
         out = enc.forward(input_ids=q["input_ids"], attention_mask=None)  # right-padded: see inner.encode
@@ -93,7 +91,7 @@ def evaluate_em(bundle, episodes: list[Episode], with_inner: bool = True) -> flo
         if with_inner:
             _, em, _, _ = episode_forward(bundle, ep, train=False)
         else:
-            q = _on(ep, next(bundle.parameters()).device).questions
+            q = on_device(ep, next(bundle.parameters()).device).questions
             out = bundle.lm(input_ids=q["input_ids"], attention_mask=None)
             em = answer_loss_em(out.logits, q["labels"])[1]
         ems.append(em)
@@ -110,59 +108,13 @@ def support_bce(weight_logits: torch.Tensor, chunks: dict[str, torch.Tensor], po
     return (per_tok * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def pretrain_base(model, episodes: list[Episode], steps: int, lr: float, seed: int,
-                  log_fn: Callable[[dict, int], None] = lambda m, s: None, progress: bool = True,
-                  weight_net: torch.nn.Module | None = None, lr_weight_net: float = 0.0,
-                  pos_weight: float = 1.0, exposure=None) -> None:
-    """LM pretraining of the tiny base on the haystack chunks (PERK assumes a pretrained base).
-
-    With `weight_net`, the token-weighting net learns at the same time (BCE against the recorded
-    supporting spans, on the base's last hidden states), so meta-training starts with a net that
-    already finds the facts. With `exposure`, its LM text is added to every step's loss.
-    """
-    from tqdm.auto import tqdm
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": params, "lr": lr}]
-    if weight_net is not None and lr_weight_net > 0:
-        groups.append({"params": list(weight_net.parameters()), "lr": lr_weight_net})
-    else:
-        weight_net = None
-    opt = torch.optim.AdamW(groups, weight_decay=0.0)  # constant lr: the recipe (experiments/RECIPE.md)
-    dev = next(model.parameters()).device
-    for step in tqdm(range(steps), desc="pretrain", disable=not progress, dynamic_ncols=True):
-        ep = _on(episodes[loop.batch_indices(seed + 7, step, len(episodes), 1)[0]], dev)
-        ch = ep.chunks
-        out = model(input_ids=ch["input_ids"], attention_mask=None,  # right-padded, causal
-                    output_hidden_states=weight_net is not None)
-        mask = (ch["loss_mask"][:, 1:] * ch["attention_mask"][:, 1:]).float()
-        loss = (token_losses(out.logits, ch["input_ids"]) * mask).sum() / mask.sum()
-        metrics = {"pretrain_lm_loss": float(loss.detach())}
-        total = loss
-        if weight_net is not None:
-            _, logits = weight_net(out.hidden_states[-1][:, :-1])
-            bce = support_bce(logits, ch, pos_weight)
-            total = total + bce
-            metrics["pretrain_net_bce"] = float(bce.detach())
-        if exposure is not None:
-            ex = exposure.loss(model, step)
-            total = total + ex
-            metrics["pretrain_exposure_loss"] = float(ex.detach())
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        if step % 10 == 0 or step == steps - 1:
-            log_fn(metrics, step)
-
-
-def meta_train(bundle, cfg, train_eps: list[Episode], val_eps: list[Episode], seed: int,
+def outer_loop(bundle, cfg, train_eps: list[Episode], val_eps: list[Episode], seed: int,
                log_fn: Callable[[dict, int], None] = lambda m, s: None, progress: bool = True,
                ckpt_dir=None, fingerprint: str = "", exposure=None) -> dict[str, float]:
     """Outer loop (cfg: MetaTrainConfig). Checkpoints in ckpt_dir; a rerun resumes exactly.
     `exposure` (perk.meta.exposure.Exposure) adds its LM loss, weighted by cfg.exposure_weight."""
     if not train_eps:
-        raise ValueError(f"meta_train: no training episodes for task {cfg.task!r}")
+        raise ValueError(f"meta-train: no training episodes for task {cfg.task!r}")
     use_aux = cfg.aux_weight > 0 and bundle.inner.weighting == "net"
     model_params = [p for p in bundle.lm.parameters() if p.requires_grad]
     groups = [{"params": model_params, "lr": cfg.lr, "name": "model"},

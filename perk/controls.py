@@ -1,0 +1,64 @@
+"""Controls for PERK on the test grid, each of which could fail, so their figures mean something.
+
+- `no_inner`: answer with the meta-learned LoRA init, no encode. Near chance shows the answer
+  comes from the adapter the context was written into, not from the base or the init.
+- `wrong_context`: encode the context of another test example of the same length that holds
+  neither this row's answer nor any of its supporting facts, then ask this row's question. Near
+  chance shows the adapter carries this context's facts, not a guess the question alone allows.
+- `distractor` (a rate on PERK's own answers): the wrong answer is another value that occurs in
+  the same context (needle: the value of another key), i.e. the right kind of fact, misbound.
+
+Chance is 1 / the number of words the answer could be (needle: the value lexicon).
+"""
+from __future__ import annotations
+
+import re
+
+from .scoring import normalize
+
+CONTROLS = ("no_inner", "wrong_context")
+_NEEDLE_VALUE = re.compile(r"special magic words? for \S+ is (\S+?)\.")
+
+
+def method_name(control: str) -> str:
+    return f"perk_{control}"
+
+
+def chance(task: str) -> float | None:
+    """1 / the number of answers a question of `task` could take (None where not a word pool)."""
+    from .data.lexicon import pool
+    return 1.0 / len(pool("value")) if task.split("/")[0] == "needle" else None
+
+
+def context_values(row: dict) -> set[str]:
+    """The answer-like values a context holds: needle values, else every word of the context."""
+    text = " ".join(row["context"])
+    found = _NEEDLE_VALUE.findall(text) if row.get("task") == "needle" else text.split()
+    return {normalize(v) for v in found} - {""}
+
+
+def is_distractor(row: dict, prediction: str | None) -> float:
+    """1.0 when a wrong prediction is another value of the same context."""
+    if not prediction:
+        return 0.0
+    pred, gold = normalize(prediction), normalize(row["answer"])
+    return float(pred != gold and pred in context_values(row))
+
+
+def wrong_context_rows(rows: list[dict]) -> dict[str, dict]:
+    """For each row, the next row of the same length (cyclically) whose context lacks its answer and
+    supporting facts: {row id: donor row}. Rows with no such donor are left out (and counted)."""
+    by_len: dict[int, list[dict]] = {}
+    for r in rows:
+        by_len.setdefault(r["target_tokens"], []).append(r)
+    donors = {}
+    for group in by_len.values():
+        for i, r in enumerate(group):
+            for j in range(1, len(group)):
+                d = group[(i + j) % len(group)]
+                text = " ".join(d["context"])
+                if f" {normalize(r['answer'])} " not in f" {normalize(text)} " and \
+                        not any(f in text for f in r["supporting_facts"]):
+                    donors[r["id"]] = d
+                    break
+    return donors

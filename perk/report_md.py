@@ -1,0 +1,81 @@
+"""`perk report`: the README's results tables, in markdown, from the outputs of one pipeline run
+(data/eval/metrics.json, data/meta_train/metrics.json, data/baseline/metrics.json,
+data/profile/points.csv), so the figures quoted are the figures measured."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from .config import Params
+
+LABELS = {"perk": "PERK", "baseline": "FT-ICR baseline", "perk_no_inner": "control: PERK, no encode (LoRA init)",
+          "perk_wrong_context": "control: PERK, another example's context encoded"}
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.0f}%"
+
+
+def accuracy_table(metrics: dict, task_key: str, train_length: int) -> list[str]:
+    methods = [m for m in LABELS if task_key in metrics.get(m, {})]
+    lengths = sorted({int(k[3:]) for m in methods for k in metrics[m][task_key]
+                      if k.startswith("em_") and not k.endswith("_ci")})
+    head = "| method | " + " | ".join(f"{L} ({L // train_length}x)" if L % train_length == 0 else str(L)
+                                      for L in lengths) + " |"
+    lines = [head, "|---" * (len(lengths) + 1) + "|"]
+    for m in methods:
+        t = metrics[m][task_key]
+        cells = []
+        for L in lengths:
+            em, ci = t.get(f"em_{L}"), t.get(f"em_{L}_ci")
+            cell = _pct(em) + (f" [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]" if ci and em is not None else "")
+            if t.get(f"out_of_range_{L}"):
+                cell += f" ({t[f'out_of_range_{L}']} out of range)"
+            cells.append(cell)
+        lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
+    if "perk" in methods:
+        t = metrics["perk"][task_key]
+        lines.append("| PERK wrong answers that are another value of the context (distractor) | " +
+                     " | ".join(_pct(t.get(f"distractor_{L}")) for L in lengths) + " |")
+    chance = metrics.get("chance", {}).get(task_key)
+    if chance:
+        lines.append(f"\nChance: {100 * chance:.2f}% (1 / {round(1 / chance)} value words).")
+    return lines
+
+
+def profile_table(points_csv: Path) -> list[str]:
+    rows = list(csv.DictReader(points_csv.open()))
+    lengths = sorted({int(r["length"]) for r in rows})
+    lines = ["| method | " + " | ".join(str(L) for L in lengths) + " | growth |", "|---" * (len(lengths) + 2) + "|"]
+    for m in sorted({r["method"] for r in rows}):
+        pts = {int(r["length"]): r for r in rows if r["method"] == m}
+        vals = [float(pts[L]["peak_mib"]) if L in pts and pts[L]["status"] == "ok" else None for L in lengths]
+        ok = [v for v in vals if v is not None]
+        growth = f"{ok[-1] / ok[0]:.2f}x" if len(ok) >= 2 and ok[0] > 0 else "n/a"
+        lines.append(f"| {m} | " + " | ".join(f"{v:.0f} MiB" if v is not None else pts.get(L, {}).get("status", "-")
+                                              for v, L in zip(vals, lengths)) + f" | {growth} |")
+    return lines
+
+
+def report(p: Params) -> str:
+    out = []
+    ev = Path(p.evaluate.out_dir) / "metrics.json"
+    if ev.exists():
+        metrics = json.loads(ev.read_text())
+        for task in p.evaluate.tasks:
+            spec = getattr(p.synth.tasks, task.split("/")[0])
+            out += [f"### {task} (test, exact match, 95% Wilson intervals)", ""]
+            out += accuracy_table(metrics, task.replace("/", "_"), max(spec.train_lengths)) + [""]
+    for name, d in (("meta-train", p.meta_train.out_dir), ("baseline", p.baseline.out_dir)):
+        f = Path(d) / "metrics.json"
+        if f.exists():
+            m = json.loads(f.read_text())
+            shown = (_pct(v) if "em" in k else f"{v:.4g}" if isinstance(v, float) else v for k, v in sorted(m.items()))
+            out.append(f"- {name}: " + ", ".join(f"{k} {s}" for k, s in zip(sorted(m), shown)))
+    prof = Path(p.profile.out_dir) / "points.csv"
+    if prof.exists():
+        out += ["", "### Profile: peak memory above the loaded model", ""] + profile_table(prof)
+    if not out:
+        raise FileNotFoundError(f"no outputs to report: {ev} is missing (run `dvc repro` first)")
+    return "\n".join(out) + "\n"

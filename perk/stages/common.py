@@ -1,0 +1,83 @@
+"""Artifact paths and loaders that several stages share (what one stage writes, the next reads)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from ..config import Params
+
+
+def device():
+    """cuda when there is a GPU, else cpu."""
+    import torch
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def rows(p: Params, task: str, split: str) -> list[dict]:
+    """Rows of `family/subtask` from the synth output; fails clearly on a file of another task."""
+    from ..data.io import DataError, read_rows
+
+    family, _, sub = task.partition("/")
+    path = Path(p.synth.out_dir) / family / f"{split}.parquet"
+    found = [r for r in read_rows(path, task=family) if r["subtask"] == sub]
+    if not found:
+        raise DataError(f"{path}: no {sub!r} rows in split {split!r} (is {sub!r} in synth.tasks.{family}.subtasks?)")
+    return found
+
+
+def tokenizer(p: Params):
+    from ..tokenizer import load_tokenizer
+    return load_tokenizer(p.tokenizer.out_dir)
+
+
+def tokenizer_file(p: Params) -> Path:
+    return Path(p.tokenizer.out_dir) / "tokenizer.json"
+
+
+def base_path(p: Params) -> Path:
+    return Path(p.pretrain.out_dir) / "base.safetensors"
+
+
+def net_path(p: Params) -> Path:
+    """The weighting net pretrained with the base (when pretrain.lr_weight_net > 0)."""
+    return Path(p.pretrain.out_dir) / "weight_net.safetensors"
+
+
+def perk_path(p: Params) -> Path:
+    return Path(p.meta_train.out_dir) / "perk.safetensors"
+
+
+def baseline_path(p: Params) -> Path:
+    return Path(p.baseline.out_dir) / "model.safetensors"
+
+
+def fingerprint(p: Params, *sections: str, files: tuple[Path, ...] = (), extra: dict | None = None) -> str:
+    """Hash of the given params sections and input files' bytes: what a checkpoint or cached cell
+    was made from. Paths themselves are not hashed, so a moved run directory still resumes."""
+    tree = _without_dirs(p.model_dump(mode="json"))
+    h = hashlib.sha256(json.dumps({s: tree[s] for s in sections}, sort_keys=True).encode())
+    if extra:
+        h.update(json.dumps(extra, sort_keys=True).encode())
+    for f in files:
+        h.update(Path(f).read_bytes() if Path(f).exists() else b"-")
+    return h.hexdigest()[:16]
+
+
+def _without_dirs(tree):
+    """Params minus every `out_dir`: where a run writes is not what it computes."""
+    if isinstance(tree, dict):
+        return {k: _without_dirs(v) for k, v in tree.items() if k != "out_dir"}
+    return tree
+
+
+def write_json(path: Path, obj) -> Path:
+    from ..data.io import atomic_write_bytes
+    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
+    return path
+
+
+def run_id(out_dir: str) -> str | None:
+    """The MLflow run that produced a stage's outputs (its run.json)."""
+    f = Path(out_dir) / "run.json"
+    return json.loads(f.read_text()).get("mlflow_run_id") if f.exists() else None

@@ -1,0 +1,65 @@
+"""PERK's controls on the test grid, and evaluation that reads no labels."""
+import random
+
+import torch
+
+from perk.config import load_params
+from perk.controls import chance, is_distractor, wrong_context_rows
+
+from test_pretrain import MICRO
+
+
+def _row(i, L, facts, answer):
+    ctx = [" ".join(f"One of the special magic words for {k} is {v}." for k, v in facts)]
+    return {"id": f"r{i}", "task": "needle", "target_tokens": L, "context": ctx, "answer": answer,
+            "supporting_facts": [f"One of the special magic words for {facts[0][0]} is {facts[0][1]}."]}
+
+
+def test_wrong_context_donor_lacks_the_answer_and_the_fact():
+    rows = [_row(0, 512, [("apple", "red"), ("pear", "blue")], "red"),
+            _row(1, 512, [("plum", "red"), ("fig", "green")], "red"),      # holds the answer: no donor for r0
+            _row(2, 512, [("kiwi", "gold"), ("lime", "teal")], "gold"),
+            _row(3, 1024, [("date", "pink")], "pink")]                    # alone at its length: no donor
+    donors = wrong_context_rows(rows)
+    assert donors["r0"]["id"] == "r2" and donors["r2"]["id"] == "r0" and "r3" not in donors
+    assert donors["r1"]["id"] == "r2"
+
+
+def test_distractor_is_another_value_of_the_same_context():
+    r = _row(0, 512, [("apple", "red"), ("pear", "blue")], "red")
+    assert is_distractor(r, "blue") == 1.0
+    assert is_distractor(r, "Red.") == 0.0 and is_distractor(r, "green") == 0.0 and is_distractor(r, None) == 0.0
+    assert chance("needle/multikey") == 1 / 230 and chance("babilong/qa1") is None
+
+
+def test_perk_predictions_do_not_read_labels(tmp_path, tiny_tokenizer):
+    """Scrambling a test row's labels (answer, supporting facts/chunks, depths) changes nothing
+    PERK predicts: evaluation reads the context and the question only."""
+    from perk.bundle import PerkBundle
+    from perk.data.synth import synthesize
+    from perk.evaluate import init_answerer, perk_answerer
+    from perk.stages.common import rows
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    p = load_params(MICRO, [f"synth.out_dir={tmp_path}/synth"])
+    synthesize(p.synth, tiny_tokenizer, p.synth.out_dir, progress=False)
+    test = rows(p, p.meta_train.task, "test")
+    bundle = PerkBundle(p, tiny_tokenizer).eval()
+    with torch.no_grad():  # a non-trivial init, so answers vary with the context
+        for t in bundle.lm.parameters():
+            t.add_(0.05 * torch.randn_like(t))
+    rng = random.Random(0)
+
+    def scrambled(r):
+        return {**r, "answer": rng.choice(["x", "y"]), "supporting_facts": ["nothing"], "supporting_chunks": [0],
+                "depths": [rng.random()]}
+    for make in (lambda: perk_answerer(bundle, tiny_tokenizer, 3, micro_batch=2),
+                 lambda: init_answerer(bundle, tiny_tokenizer, 3)):
+        answer = make()
+        before = [answer(r) for r in test]
+        after = [answer(scrambled(r)) for r in test]
+        assert before == after and len(before) >= 2
+    # and the encode matters: another context gives other fast weights than this one
+    donor = wrong_context_rows(test)
+    assert donor, "micro test rows should have a wrong-context donor"
