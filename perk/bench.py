@@ -6,7 +6,7 @@ def bench_synth(p, args) -> None:
     from .data.synth import bench_synth as measure
     from .tokenizer import load_tokenizer
 
-    lengths = tuple(int(x) for x in args.lengths.split(","))
+    lengths = tuple(int(x) for x in (args.lengths or "4096,32768").split(","))
     rows = measure(load_tokenizer(p.tokenizer.out_dir), lengths=lengths)
     print(f"{'task':<10} {'tokens':>7} {'examples/s':>11} {'tokens/s':>11}")
     for r in rows:
@@ -31,50 +31,75 @@ def _synthetic_episode(vocab: int, n_chunks: int, chunk_tokens: int, n_questions
                    {"input_ids": q, "attention_mask": torch.ones_like(q), "labels": labels})
 
 
-def bench_meta_step(p, args) -> None:
-    """Time per outer step and peak memory, both inner-loop engines, tiny and a larger config."""
-    import statistics
-    import time
+# "larger": the shape the issue measured memory growth on (6 layers x 256, 8 heads)
+META_STEP_SIZES = {"tiny": {}, "larger": {"n_layer": 6, "n_embd": 256, "n_head": 8}}
+META_STEP_METHODS = ("full", "bounded")
+POINT_TIMEOUT_S = 3600
 
+
+def bench_meta_step(p, args) -> None:
+    """Time per outer step and peak memory, full-graph vs memory-bounded inner loop (torch_func),
+    on the tiny and a larger config, over context lengths; each point in its own process."""
     import torch
 
     from .bundle import PerkBundle
-    from .memory import peak_memory
-    from .meta.trainer import episode_forward
-    from .stages import device
+    from .profile import METHOD_META_STEP, run_point
+    from .stages.common import device
     from .tokenizer import load_tokenizer
 
-    tok = load_tokenizer(p.tokenizer.out_dir)
     dev = device()
-    sizes = {"tiny": {}, "larger": {"n_layer": 4, "n_embd": 256, "n_head": 8}}
+    lengths = [int(x) for x in args.lengths.split(",")] if args.lengths else [args.length]
+    configs = args.configs.split(",")
+    unknown = set(configs) - set(META_STEP_SIZES)
+    if unknown:
+        raise ValueError(f"--configs: unknown {sorted(unknown)}; choose from {sorted(META_STEP_SIZES)}")
     chunk = getattr(p.synth.tasks, p.meta_train.task.split("/")[0]).chunk_tokens
-    n_chunks = max(1, args.length // chunk)
-    print(f"meta-step benchmark on {dev.type}: {n_chunks} chunks x {chunk} tokens, K={p.inner.steps} "
-          f"({p.inner.differentiate_last} differentiated), {args.repeats} steps after 1 warm-up")
-    print(f"{'config':<8} {'engine':<11} {'params':>9} {'s/step':>8} {'spread':>15} {'peak MiB':>9}")
-    for name, over in sizes.items():
-        for engine in ("torch_func", "higher"):
-            q = p.model_copy(update={"model": p.model.model_copy(update=over),
-                                     "inner": p.inner.model_copy(update={"engine": engine})})
-            torch.manual_seed(0)
-            bundle = PerkBundle(q, tok).to(dev).train()
-            ep = _synthetic_episode(len(tok), n_chunks, chunk)
-            times, peak_max = [], 0.0
-            for i in range(args.repeats + 1):
-                with peak_memory(dev) as peak:
-                    t0 = time.perf_counter()
-                    loss, _, bce, _ = episode_forward(bundle, ep, train=True, aux=True)
-                    (loss + (bce if bce is not None else 0)).backward()
-                    bundle.zero_grad(set_to_none=True)
-                    if dev.type == "cuda":
-                        torch.cuda.synchronize()
-                    dt = time.perf_counter() - t0
-                if i:  # the first step is a warm-up
-                    times.append(dt)
-                    peak_max = max(peak_max, peak.mib)
-            n = sum(x.numel() for x in bundle.parameters())
-            print(f"{name:<8} {engine:<11} {n:>9,} {statistics.median(times):>8.3f} "
-                  f"{min(times):>7.3f}-{max(times):<7.3f} {peak_max:>9.1f}", flush=True)
+    mb = args.micro_batch or p.inner.micro_batch or 4
+    # the full graph is today's path as configured; the bounded one differs only in these two keys
+    inner = {"full": {"engine": "torch_func"},
+             "bounded": {"engine": "torch_func", "bounded_memory": True, "micro_batch": mb}}
+    threads = torch.get_num_threads()
+    tok = load_tokenizer(p.tokenizer.out_dir)
+    print(f"meta-step benchmark on {dev.type}, {threads} thread(s): {chunk}-token chunks, K={p.inner.steps} "
+          f"({p.inner.differentiate_last} differentiated), {p.inner.optimizer}, weighting {p.inner.weighting}; "
+          f"full graph micro-batch {p.inner.micro_batch or 'all'}, bounded micro-batch {mb}; "
+          f"median of {args.repeats} steps after 1 warm-up, each point in its own process")
+    print("| config | params | tokens | full s/step | full peak MiB | bounded s/step | bounded peak MiB "
+          "| time bounded/full | peak bounded/full |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name in configs:
+        max_pos = max(p.model.max_positions, max(lengths))
+        model = p.model.model_copy(update={**META_STEP_SIZES[name], "max_positions": max_pos})
+        bounded_peaks = {}
+        n = sum(x.numel() for x in PerkBundle(p.model_copy(update={"model": model}), tok).parameters())
+        for L in lengths:
+            res = {}
+            for m in META_STEP_METHODS:
+                q = p.model_copy(update={"model": model, "inner": p.inner.model_copy(update=inner[m])})
+                # perk.profile's meta_step workload: one outer step (encode + answer + support BCE + backward)
+                spec = {"params": q.model_dump(mode="json"), "device": str(dev), "tokenizer": p.tokenizer.out_dir,
+                        "artifacts": None, "chunk_tokens": chunk, "warmup": 1, "repeats": args.repeats,
+                        "threads": threads, "method": METHOD_META_STEP, "length": L,
+                        "memory_limit_mb": args.memory_limit_mb}
+                res[m] = {**run_point(spec, POINT_TIMEOUT_S), "method": m}
+            f, b = res["full"], res["bounded"]
+
+            def cell(r, key, fmt):
+                return format(r[key], fmt) if r["status"] == "ok" else r["status"]
+            both = f["status"] == b["status"] == "ok"
+            if b["status"] == "ok":
+                bounded_peaks[L] = b["peak_mib"]
+            ratio = (lambda key: f"{b[key] / f[key]:.2f}x") if both else (lambda key: "-")
+            print(f"| {name} | {n:,} | {L} | {cell(f, 'seconds', '.2f')} | {cell(f, 'peak_mib', '.0f')} "
+                  f"| {cell(b, 'seconds', '.2f')} | {cell(b, 'peak_mib', '.0f')} "
+                  f"| {ratio('seconds')} | {ratio('peak_mib')} |", flush=True)
+            for r in (f, b):
+                if r["status"] != "ok":
+                    print(f"  {name} {r['method']} {L}: {r['status']}: {r.get('error', '')}", flush=True)
+        if len(bounded_peaks) >= 2:
+            lo, hi = min(bounded_peaks), max(bounded_peaks)
+            print(f"{name}: bounded peak at {hi} tokens = {bounded_peaks[hi] / bounded_peaks[lo]:.2f}x "
+                  f"that at {lo}", flush=True)
 
 
 BENCHES = {"synth": bench_synth, "meta-step": bench_meta_step}

@@ -97,12 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("bench", help="print throughput benchmarks",
                         description="Benchmarks that print figures: `synth` = synthesis throughput "
                         "(examples/s, tokens/s) at 4K and 32K-token contexts; `meta-step` = time per outer "
-                        "step and peak memory of both inner-loop engines on the tiny and a larger config.")
+                        "step and peak memory of the full-graph and the memory-bounded (inner.bounded_memory) "
+                        "meta-training path on the tiny and a larger config, each point in its own process.")
     _common(sp)
     sp.add_argument("what", choices=["synth", "meta-step"], help="what to benchmark")
-    sp.add_argument("--lengths", default="4096,32768", help="synth: context lengths in tokens (default: %(default)s)")
-    sp.add_argument("--length", type=int, default=512, help="meta-step: context length in tokens (default: %(default)s)")
+    sp.add_argument("--lengths", help="context lengths in tokens, comma-separated (synth default: 4096,32768; "
+                    "meta-step default: --length)")
+    sp.add_argument("--length", type=int, default=512, help="meta-step: one context length in tokens (default: %(default)s)")
     sp.add_argument("--repeats", type=int, default=5, help="meta-step: measured outer steps (default: %(default)s)")
+    sp.add_argument("--configs", default="tiny,larger", help="meta-step: model shapes, tiny = model section, "
+                    "larger = 6 layers x 256 (default: %(default)s)")
+    sp.add_argument("--micro-batch", type=int, default=0, help="meta-step: chunks per micro-batch of the bounded "
+                    "path (default: inner.micro_batch, or 4 where that is 0)")
+    sp.add_argument("--memory-limit-mb", type=int, default=0, help="meta-step: address space one point may add; "
+                    "past it the point is recorded as oom (default: no limit)")
     sp.set_defaults(func=cmd_bench)
     sp = sub.add_parser("stack", help="start/stop the local Prefect + MLflow stack (`perk stack up --help`)",
                         description="Forwarded to `python -m flows.stack` (also installed as `perk-stack`): "

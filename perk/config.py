@@ -222,9 +222,20 @@ class InnerConfig(Section):
     micro_batch: int = Field(0, ge=0, description="chunks per micro-batch (0: all chunks at once)")
     weighting: Literal["none", "net"] = "net"
     grad_checkpointing: bool = False
+    bounded_memory: bool = Field(False, description="meta-training memory independent of the context length: "
+                                 "second-order steps keep no graph over the chunks, the outer backward recomputes "
+                                 "them micro_batch chunks at a time (same meta-gradients, ~1 extra forward+backward "
+                                 "per differentiated step; perk/meta/bounded.py). Needs engine torch_func and "
+                                 "micro_batch >= 1")
 
     @model_validator(mode="after")
     def _ranges(self):
+        if self.bounded_memory and self.engine != "torch_func":
+            raise ValueError("inner.bounded_memory: true is implemented for inner.engine: torch_func only, "
+                             f"got inner.engine: {self.engine}")
+        if self.bounded_memory and self.micro_batch < 1:
+            raise ValueError("inner.bounded_memory: true needs inner.micro_batch >= 1 (chunks recomputed at a "
+                             "time in the outer backward), got inner.micro_batch: 0")
         if not self.lr_min <= self.lr_init <= self.lr_max:
             raise ValueError(f"need lr_min <= lr_init <= lr_max, got {self.lr_min}, {self.lr_init}, {self.lr_max}")
         # Inner Adam moves every LoRA weight by about lr per step, so past 1 the adapter is noise

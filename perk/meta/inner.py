@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from perk.config import InnerConfig
+from perk.meta.bounded import MicroBatched, inner_grad
 from perk.meta.engines import make_engine
 from perk.meta.step_sizes import LearnedStepSizes
 from perk.model import lora_parameters
@@ -96,11 +97,17 @@ def encode(model: nn.Module, chunks: dict[str, torch.Tensor], cfg: InnerConfig,
     train=False (test time): every step first-order, fast weights detached after each step, and
     chunks processed in micro-batches of `cfg.micro_batch` with gradient accumulation, so memory
     is bounded by one micro-batch's activations.
+
+    train=True with cfg.bounded_memory (torch_func only): the same meta-gradients, but no step
+    keeps a graph over the chunks; the outer backward recomputes them one micro-batch at a time
+    (perk/meta/bounded.py), so training memory too is bounded by one micro-batch.
     """
     if cfg.steps < 1:
         raise ValueError(f"inner steps must be >= 1, got {cfg.steps}")
     if step_sizes.steps < cfg.steps:
         raise ValueError(f"step_sizes has {step_sizes.steps} steps, config asks for {cfg.steps}")
+    if cfg.bounded_memory and engine != "torch_func":
+        raise ValueError(f"inner.bounded_memory: true is implemented for inner.engine: torch_func only, got {engine!r}")
     lora = lora_parameters(model)
     names, init = list(lora), list(lora.values())
     eng = make_engine(engine, model, names, cfg.optimizer, cfg.betas, cfg.grad_checkpointing)
@@ -114,31 +121,41 @@ def encode(model: nn.Module, chunks: dict[str, torch.Tensor], cfg: InnerConfig,
         n_tok = tmask.sum().clamp_min(1.0)
         C = ids.shape[0]
         mb = cfg.micro_batch or C
+
+        def micro_loss(fast, sl):
+            """Inner loss of the chunks in `sl` (normalised by the whole context's token count)."""
+            # No padding mask: chunks are right-padded and attention is causal, so real tokens
+            # never see padding; masking pads would leave pad rows of a sliding-window layer
+            # with nothing to attend to (NaN), and pad losses are masked out below anyway.
+            res = eng.forward(fast, input_ids=ids[sl], attention_mask=None)
+            ce = token_losses(res.logits, ids[sl])
+            w, logits = tmask[sl], None
+            if use_net:
+                weights, logits = weight_net(res.hidden[:, :-1])
+                w = w * weights
+            return (w * ce).sum() / n_tok, logits
+
+        bounded = None
+        if train and cfg.bounded_memory:
+            names_set = set(names)
+            params = [p for n, p in model.named_parameters() if n not in names_set and p.requires_grad]
+            if use_net:
+                params += [p for p in weight_net.parameters() if p.requires_grad]
+            bounded = MicroBatched(micro_loss, C, cfg.micro_batch, params, ids.device,
+                                   lambda x, what, step: _check_finite(x, what, step, example_id))
         out = Encoded(names=names, fast=fast, engine=eng)
         for k in range(cfg.steps):
             second = train and not cfg.first_order and k >= cfg.steps - cfg.differentiate_last
-            keep_step0 = return_weight_logits and k == 0 and train
-            grads = [torch.zeros_like(p) for p in fast]
-            total, logit_parts = 0.0, []
-            for s in range(0, C, mb):
-                sl = slice(s, s + mb)
-                # No padding mask: chunks are right-padded and attention is causal, so real tokens
-                # never see padding; masking pads would leave pad rows of a sliding-window layer
-                # with nothing to attend to (NaN), and pad losses are masked out below anyway.
-                res = eng.forward(fast, input_ids=ids[sl], attention_mask=None)
-                ce = token_losses(res.logits, ids[sl])
-                w = tmask[sl]
-                if use_net:
-                    weights, logits = weight_net(res.hidden[:, :-1])
-                    w = w * weights
-                    if keep_step0:
-                        logit_parts.append(logits)
-                loss = (w * ce).sum() / n_tok
-                _check_finite(loss.detach(), "loss", k, example_id)
-                g = torch.autograd.grad(loss, fast, create_graph=second, retain_graph=second or keep_step0,
-                                        allow_unused=True)
-                grads = [a + (b if b is not None else 0) for a, b in zip(grads, g)]
-                total += float(loss.detach())
+            keep_step0 = return_weight_logits and k == 0 and train and use_net
+            if bounded is not None:
+                grads, logits = inner_grad(bounded, fast, k, want_logits=keep_step0)
+                if keep_step0:
+                    out.weight_logits = logits
+                total = bounded.last_loss
+            else:
+                grads, total, logit_parts = full_graph_grad(micro_loss, fast, C, mb, k, second, keep_step0, example_id)
+                if logit_parts:
+                    out.weight_logits = torch.cat(logit_parts)
             _check_finite(torch.stack([g.detach().sum() for g in grads]), "gradient", k, example_id)
             if not second:
                 grads = [g.detach() for g in grads]
@@ -149,7 +166,21 @@ def encode(model: nn.Module, chunks: dict[str, torch.Tensor], cfg: InnerConfig,
             if not train:
                 fast = [p.detach().requires_grad_() for p in fast]
             out.inner_losses.append(total)
-            if logit_parts:
-                out.weight_logits = torch.cat(logit_parts)
         out.fast = fast
     return out
+
+
+def full_graph_grad(micro_loss, fast, C: int, mb: int, k: int, second: bool, keep_step0: bool, example_id):
+    """Accumulate the micro-batch gradients; second-order steps keep every micro-batch's graph."""
+    grads = [torch.zeros_like(p) for p in fast]
+    total, logit_parts = 0.0, []
+    for s in range(0, C, mb):
+        loss, logits = micro_loss(fast, slice(s, s + mb))
+        if keep_step0:
+            logit_parts.append(logits)
+        _check_finite(loss.detach(), "loss", k, example_id)
+        g = torch.autograd.grad(loss, fast, create_graph=second, retain_graph=second or keep_step0,
+                                allow_unused=True)
+        grads = [a + (b if b is not None else 0) for a, b in zip(grads, g)]
+        total += float(loss.detach())
+    return grads, total, logit_parts
