@@ -113,12 +113,13 @@ def support_bce(weight_logits: torch.Tensor, chunks: dict[str, torch.Tensor], po
 def pretrain_base(model, episodes: list[Episode], steps: int, lr: float, seed: int,
                   log_fn: Callable[[dict, int], None] = lambda m, s: None, progress: bool = True,
                   weight_net: torch.nn.Module | None = None, lr_weight_net: float = 0.0,
-                  pos_weight: float = 1.0, exposure=None) -> None:
+                  pos_weight: float = 1.0, exposure=None, recall=None) -> None:
     """LM pretraining of the tiny base on the haystack chunks (PERK assumes a pretrained base).
 
     With `weight_net`, the token-weighting net learns at the same time (BCE against the recorded
     supporting spans, on the base's last hidden states), so meta-training starts with a net that
-    already finds the facts. With `exposure`, its LM text is added to every step's loss.
+    already finds the facts. With `exposure`, its LM text is added to every step's loss; with
+    `recall` (perk.meta.recall_text.RecallText), its full-length in-context recall text too.
     """
     from tqdm.auto import tqdm
 
@@ -148,12 +149,18 @@ def pretrain_base(model, episodes: list[Episode], steps: int, lr: float, seed: i
             ex = exposure.loss(model, step)
             total = total + ex
             metrics["pretrain_exposure_loss"] = float(ex.detach())
+        if recall is not None:
+            rl, rm = recall.loss(model, step)
+            total = total + rl
+            metrics.update({f"pretrain_{k}": v for k, v in rm.items()})
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         if step % 10 == 0 or step == steps - 1:
             log_fn(metrics, step)
+        if recall is not None and (step % 50 == 0 or step == steps - 1):
+            tqdm.write(f"pretrain step {step}: " + " ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
 
 
 def meta_train(bundle, cfg, train_eps: list[Episode], val_eps: list[Episode], seed: int,
