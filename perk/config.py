@@ -162,6 +162,14 @@ class ModelConfig(Section):
         "drawn from the same distribution as every word the model learned to read")
     input_embedding_std: float = Field(0.11, gt=0, description="std of the frozen random input code "
                                        "(0.11: the scale learned embeddings reach in pretraining)")
+    head_init: Literal["default", "code"] = Field(
+        "default", description="tiny frozen_random only: initial output head. 'code': a copy of the input "
+        "code (still trained), so a head that moves a token's code to the output already predicts that "
+        "token (the copy an in-context recall circuit needs)")
+    copy_init: bool = Field(False, description="tiny qwen2: initialise the value and output projections of "
+                            "the full-attention layers to the identity, so attending to a token moves its "
+                            "representation (with head_init 'code': its prediction) to the reading position; "
+                            "a copy path from step 0, which a recall circuit otherwise needs thousands of steps to form")
 
     @model_validator(mode="after")
     def _heads(self):
