@@ -253,10 +253,12 @@ class PretrainConfig(Section):
     recall: bool = Field(False, description="add full-length in-context recall LM text: random (training "
                          "key, value) facts in haystack filler, then a question answered for each "
                          "(perk/meta/recall_text.py); gives the base the prompt retrieval the baseline needs")
-    recall_batch: int = Field(4, ge=1, description="recall sequences per pretraining step")
+    recall_batch: int = Field(4, ge=1, description="recall sequences per pretraining step at full length "
+                              "(shorter ones: more, about the same tokens per step)")
     recall_length: int = Field(512, ge=16, description="haystack tokens of a recall sequence (facts included)")
     recall_min_length: int = Field(64, ge=16, description="haystack tokens at step 0 of the short-to-long ramp")
-    recall_ramp_steps: int = Field(0, ge=0, description="steps over which the length ramps up (0: no ramp)")
+    recall_hold_steps: int = Field(0, ge=0, description="steps at recall_min_length before the ramp")
+    recall_ramp_steps: int = Field(0, ge=0, description="steps over which the length then ramps up (0: no ramp)")
     recall_facts: int = Field(4, ge=1, description="facts (all asked) per recall sequence")
     recall_answer_weight: float = Field(1.0, ge=0, description="extra weight of the answered values' loss")
     out_dir: str = "data/pretrain"

@@ -135,7 +135,7 @@ def pretrain(p: Params, progress: bool = True) -> Path:
     net = TokenWeightNet(base.config.hidden_size) if pc.lr_weight_net > 0 else None
     expo = Exposure(tok, pc.exposure_keys, seed=p.seed) if pc.exposure else None
     recall = RecallText(tok, p.seed, pc.recall_batch, pc.recall_length, pc.recall_min_length, pc.recall_ramp_steps,
-                        pc.recall_facts, pc.recall_answer_weight) if pc.recall else None
+                        pc.recall_facts, pc.recall_answer_weight, pc.recall_hold_steps) if pc.recall else None
     with tracking.run("pretrain", p, task=p.meta_train.task.split("/")[0]):
         pretrain_base(base, eps, pc.steps, pc.lr, p.seed, tracking.log_metrics, progress, weight_net=net,
                       lr_weight_net=pc.lr_weight_net, pos_weight=p.meta_train.aux_pos_weight, exposure=expo,

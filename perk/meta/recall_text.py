@@ -25,10 +25,12 @@ LINE_TOKENS = 64  # a newline every ~64 haystack tokens, like the joined chunks 
 
 class RecallText:
     def __init__(self, tokenizer, seed: int = 0, batch: int = 4, length: int = 512, min_length: int = 64,
-                 ramp_steps: int = 0, facts: int = 4, query_weight: float = 1.0, bank: int = 4000):
+                 ramp_steps: int = 0, facts: int = 4, query_weight: float = 1.0, hold_steps: int = 0,
+                 bank: int = 4000):
         self.tok = tokenizer
         self.seed, self.batch, self.length, self.min_length = seed, batch, length, min_length
         self.ramp_steps, self.facts, self.query_weight = ramp_steps, facts, query_weight
+        self.hold_steps = hold_steps
         self.keys = pool("key", "train")
         self.values = pool("value")
         grammar, rng = Grammar("train"), random.Random(seed * 7_919 + 17)
@@ -36,10 +38,23 @@ class RecallText:
         counts = tokenizer([" " + s for s in self.sentences], add_special_tokens=False)["input_ids"]
         self.counts = [len(c) for c in counts]
 
+    QUESTION_TOKENS = 25  # one answered question
+
     def haystack_tokens(self, step: int) -> int:
-        if self.ramp_steps <= 0 or step >= self.ramp_steps:
+        """min_length for hold_steps, then a linear ramp to length over ramp_steps."""
+        s = step - self.hold_steps
+        if s < 0:
+            return self.min_length
+        if self.ramp_steps <= 0 or s >= self.ramp_steps:
             return self.length
-        return int(self.min_length + (self.length - self.min_length) * step / self.ramp_steps)
+        return int(self.min_length + (self.length - self.min_length) * s / self.ramp_steps)
+
+    def batch_size(self, step: int) -> int:
+        """Sequences per step: `batch` at full length, more while they are short (about constant
+        tokens per step, so the short phase sees many more answered questions)."""
+        q = self.QUESTION_TOKENS * self.facts
+        hay = max(self.haystack_tokens(step), 12 * self.facts)
+        return max(self.batch, round(self.batch * (self.length + q) / (hay + q)))
 
     def sample(self, rng: random.Random, hay_tokens: int) -> tuple[str, list[tuple[int, int]]]:
         """One sequence: (text, character spans of the answered values)."""
@@ -74,7 +89,7 @@ class RecallText:
         """(input_ids, real-token mask, answered-value mask), right-padded; masks align with ids[:, 1:]."""
         rng = random.Random(self.seed * 1_000_003 + step + 555)
         hay = self.haystack_tokens(step)
-        samples = [self.sample(rng, hay) for _ in range(self.batch)]
+        samples = [self.sample(rng, hay) for _ in range(self.batch_size(step))]
         enc = self.tok([t for t, _ in samples], add_special_tokens=False, return_offsets_mapping=True)
         seqs, offs = enc["input_ids"], enc["offset_mapping"]
         n = max(map(len, seqs))
