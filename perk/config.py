@@ -169,6 +169,14 @@ class ModelConfig(Section):
         "drawn from the same distribution as every word the model learned to read")
     input_embedding_std: float = Field(0.11, gt=0, description="std of the frozen random input code "
                                        "(0.11: the scale learned embeddings reach in pretraining)")
+    head_init: Literal["default", "code"] = Field(
+        "code", description="tiny frozen_random only: initial output head. 'code': a copy of the input "
+        "code (still trained), so a head that moves a token's code to the output already predicts that "
+        "token (the copy an in-context recall circuit needs)")
+    copy_init: bool = Field(True, description="tiny qwen2: initialise the value and output projections of "
+                            "the full-attention layers to the identity, so attending to a token moves its "
+                            "representation (with head_init 'code': its prediction) to the reading position; "
+                            "a copy path from step 0, which a recall circuit otherwise needs thousands of steps to form")
 
     @model_validator(mode="after")
     def _heads(self):
@@ -284,7 +292,7 @@ class TrainLoopConfig(Section):
 
 class PretrainConfig(Section):
     """LM pretraining of the tiny base on haystack chunks before meta-training (0 steps: off)."""
-    steps: int = Field(400, ge=0)
+    steps: int = Field(800, ge=0)
     lr: float = Field(3e-3, gt=0, le=1.0)
     lr_weight_net: float = Field(3e-3, ge=0, le=1.0, description="the weighting net learns (BCE) to pick "
                                  "the recorded supporting spans from the base's hidden states (0: off)")
@@ -293,6 +301,17 @@ class PretrainConfig(Section):
     exposure_keys: Literal["train", "all"] = Field("train", description="key words in the exposure text; "
                                                    "'all' includes held-out keys (random pairs, no answers)")
     checkpoint_every: int = Field(100, ge=1, description="steps between checkpoints (a killed run resumes)")
+    recall: bool = Field(True, description="add full-length in-context recall LM text: random (training "
+                         "key, value) facts in haystack filler, then a question answered for each "
+                         "(perk/meta/recall_text.py); gives the base the prompt retrieval the baseline needs")
+    recall_batch: int = Field(4, ge=1, description="recall sequences per pretraining step at full length "
+                              "(shorter ones: more, about the same tokens per step)")
+    recall_length: int = Field(512, ge=16, description="haystack tokens of a recall sequence (facts included)")
+    recall_min_length: int = Field(16, ge=16, description="haystack tokens at step 0 of the short-to-long ramp")
+    recall_hold_steps: int = Field(200, ge=0, description="steps at recall_min_length before the ramp")
+    recall_ramp_steps: int = Field(400, ge=0, description="steps over which the length then ramps up (0: no ramp)")
+    recall_facts: int = Field(4, ge=1, description="facts (all asked) per recall sequence")
+    recall_answer_weight: float = Field(1.0, ge=0, description="extra weight of the answered values' loss")
     out_dir: str = "data/pretrain"
 
 

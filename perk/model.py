@@ -72,7 +72,7 @@ def build_tiny_model(model_cfg: ModelConfig, vocab_size: int, pad_id: int | None
     return model.to(_DTYPES[model_cfg.dtype])
 
 
-def freeze_random_input_embeddings(model: nn.Module, std: float) -> None:
+def freeze_random_input_embeddings(model: nn.Module, std: float, head_from_code: bool = False) -> None:
     """Untie the input embeddings from the output head and fix them at N(0, std).
 
     Test keys never occur in training, so a learned table would leave their rows at init while
@@ -88,6 +88,24 @@ def freeze_random_input_embeddings(model: nn.Module, std: float) -> None:
     g = torch.Generator().manual_seed(0x5EED)
     code = torch.randn(emb.weight.shape, generator=g, dtype=torch.float32) * std
     emb.weight = nn.Parameter(code.to(emb.weight.dtype), requires_grad=False)
+    if head_from_code:
+        head.weight = nn.Parameter(code.clone().to(head.weight.dtype))
+
+
+def identity_copy_init(model: nn.Module) -> None:
+    """W_O W_V = I in every full-attention layer (v_proj, o_proj square: n_kv_heads == n_heads)."""
+    types = getattr(model.config, "layer_types", None) or ["full_attention"] * model.config.num_hidden_layers
+    with torch.no_grad():
+        for layer, kind in zip(model.model.layers, types):
+            if kind != "full_attention":
+                continue
+            att = layer.self_attn
+            for lin in (att.v_proj, att.o_proj):
+                if lin.weight.shape[0] != lin.weight.shape[1]:
+                    raise ValueError("copy_init needs square v/o projections (n_kv_heads == n_heads)")
+                lin.weight.copy_(torch.eye(lin.weight.shape[0], dtype=lin.weight.dtype))
+                if lin.bias is not None:
+                    lin.bias.zero_()
 
 
 def _candidate_dirs(name: str) -> list[Path]:
@@ -108,7 +126,9 @@ def load_model(model_cfg: ModelConfig, tokenizer) -> nn.Module:
         model = build_tiny_model(model_cfg, len(tokenizer), tokenizer.pad_token_id,
                                  tokenizer.bos_token_id, tokenizer.eos_token_id)
         if model_cfg.input_embeddings == "frozen_random":
-            freeze_random_input_embeddings(model, model_cfg.input_embedding_std)
+            freeze_random_input_embeddings(model, model_cfg.input_embedding_std, model_cfg.head_init == "code")
+        if model_cfg.copy_init:
+            identity_copy_init(model)
         return model
     from transformers import AutoModelForCausalLM
 

@@ -27,12 +27,14 @@ def loop_config(cfg: PretrainConfig) -> TrainLoopConfig:
 def pretrain_base(model, episodes: list[Episode], cfg: PretrainConfig, seed: int, ckpt_dir: str | Path,
                   fingerprint: str = "", log_fn: Callable[[dict, int], None] = lambda m, s: None,
                   progress: bool = True, weight_net: torch.nn.Module | None = None, pos_weight: float = 1.0,
-                  exposure=None) -> dict[str, float]:
+                  exposure=None, recall=None) -> dict[str, float]:
     """LM loss on the haystack chunks of one episode per step (+ the exposure text's LM loss).
 
     With `weight_net`, the token-weighting net learns at the same time (BCE against the recorded
     supporting spans, on the base's last hidden states), so meta-training starts with a net that
-    already finds the facts.
+    already finds the facts. With `recall` (perk.meta.recall_text.RecallText), full-length
+    in-context recall text is added too: the base learns to retrieve from its prompt, as a
+    pretrained LM can (what the prompt-based baseline needs).
     """
     groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.lr, "name": "model"}]
     modules = {"base": model}
@@ -61,6 +63,10 @@ def pretrain_base(model, episodes: list[Episode], cfg: PretrainConfig, seed: int
             ex = exposure.loss(model, step)
             total = total + ex
             metrics["exposure_loss"] = float(ex.detach())
+        if recall is not None:
+            rl, rm = recall.loss(model, step)
+            total = total + rl
+            metrics.update(rm)
         total.backward()
         return metrics
 

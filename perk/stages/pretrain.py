@@ -20,6 +20,7 @@ def pretrain(p: Params, progress: bool = True) -> Path:
     from .. import tracking
     from ..artifacts import save_modules
     from ..meta.exposure import Exposure
+    from ..meta.recall_text import RecallText
     from ..meta.trainer import make_episodes
     from ..model import TokenWeightNet, load_model
     from ..pretraining import pretrain_base
@@ -37,11 +38,13 @@ def pretrain(p: Params, progress: bool = True) -> Path:
     base = load_model(p.model, tok)
     net = TokenWeightNet(base.config.hidden_size) if pc.lr_weight_net > 0 else None
     expo = Exposure(tok, pc.exposure_keys, seed=p.seed) if pc.exposure else None
+    recall = RecallText(tok, p.seed, pc.recall_batch, pc.recall_length, pc.recall_min_length, pc.recall_ramp_steps,
+                        pc.recall_facts, pc.recall_answer_weight, pc.recall_hold_steps) if pc.recall else None
     mt = p.meta_train
     fp = common.fingerprint(p, "seed", "model", "pretrain", "synth", files=(common.tokenizer_file(p),),
                             extra={"task": mt.task, "support_span": mt.support_span, "pos_weight": mt.aux_pos_weight})
     pretrain_base(base, eps, pc, p.seed, checkpoint_dir(p), fp, tracking.log_metrics, progress, weight_net=net,
-                  pos_weight=mt.aux_pos_weight, exposure=expo)
+                  pos_weight=mt.aux_pos_weight, exposure=expo, recall=recall)
     save_modules(common.base_path(p), {"base": base})
     common.net_path(p).unlink(missing_ok=True)
     if net is not None:
