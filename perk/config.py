@@ -173,7 +173,7 @@ class ModelConfig(Section):
         "code", description="tiny frozen_random only: initial output head. 'code': a copy of the input "
         "code (still trained), so a head that moves a token's code to the output already predicts that "
         "token (the copy an in-context recall circuit needs)")
-    copy_init: bool = Field(True, description="tiny qwen2: initialise the value and output projections of "
+    copy_init: bool = Field(True, description="tiny qwen2 (ignored for gpt2): initialise the value and output projections of "
                             "the full-attention layers to the identity, so attending to a token moves its "
                             "representation (with head_init 'code': its prediction) to the reading position; "
                             "a copy path from step 0, which a recall circuit otherwise needs thousands of steps to form")

@@ -127,7 +127,7 @@ def load_model(model_cfg: ModelConfig, tokenizer) -> nn.Module:
                                  tokenizer.bos_token_id, tokenizer.eos_token_id)
         if model_cfg.input_embeddings == "frozen_random":
             freeze_random_input_embeddings(model, model_cfg.input_embedding_std, model_cfg.head_init == "code")
-        if model_cfg.copy_init:
+        if model_cfg.copy_init and model_cfg.arch == "qwen2":  # the recipe's copy path is for the qwen2 layout
             identity_copy_init(model)
         return model
     from transformers import AutoModelForCausalLM
