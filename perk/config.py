@@ -169,6 +169,7 @@ class ImportDataset(Section):
     """A benchmark subset imported into {imports.out_dir}/{name}/{split}.parquet; `name` is then a
     task like the synthesized ones (meta_train.task, baseline.task, evaluate.tasks)."""
     name: str = Field(description="family/subset, e.g. ruler/niah_single_2; the family must not be a synth family")
+    enabled: bool = Field(True, description="imported by `perk import` / the import stage")
     format: Literal["ruler", "babilong", "perk_reference"]
     files: dict[Literal["train", "val", "test"], list[ImportFile]]
     chunk_tokens: int = Field(64, ge=8, le=8192, description="re-chunking of long inputs (reference files "
@@ -229,6 +230,8 @@ def _default_imports() -> list[ImportDataset]:
 
 class ImportsConfig(Section):
     out_dir: str = "data/imports"
+    tokenizer_texts: int = Field(0, ge=0, description="source texts of the enabled datasets' train files added "
+                                 "to the tiny tokenizer's corpus (0: the tokenizer sees generator text only)")
     datasets: list[ImportDataset] = Field(default_factory=_default_imports)
 
     @model_validator(mode="after")
