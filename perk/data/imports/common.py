@@ -143,7 +143,7 @@ def _read_parquet(path: Path) -> Iterator[tuple[int, dict]]:
 
 def require(rec: dict, fields: dict[str, type | tuple], where: str, fmt: str) -> None:
     """Raise DataError naming every missing field / wrong type of `rec` (`fields`: name -> type)."""
-    missing = [f for f in fields if f not in rec]
+    missing = sorted(f for f in fields if f not in rec)
     if missing:
         have = sorted(rec)[:12]
         raise DataError(f"{where}: missing field(s) {missing}; a {fmt} record has {sorted(fields)} "
