@@ -100,10 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "step and peak memory of the full-graph and the memory-bounded (inner.bounded_memory) "
                         "meta-training path on the tiny and a larger config, each point in its own process.")
     _common(sp)
-    sp.add_argument("what", choices=["synth", "meta-step"], help="what to benchmark")
+    sp.add_argument("what", choices=["synth", "meta-step", "import"], help="what to benchmark (import: seconds "
+                    "to import one RULER file, --file)")
     sp.add_argument("--lengths", help="context lengths in tokens, comma-separated (synth default: 4096,32768; "
                     "meta-step default: --length)")
     sp.add_argument("--length", type=int, default=512, help="meta-step: one context length in tokens (default: %(default)s)")
+    sp.add_argument("--file", default="../shared/benchmarks/ruler/niah_single_2/test_4096.jsonl",
+                    help="import: the RULER JSONL file (default: %(default)s)")
+    sp.add_argument("--chunk-tokens", type=int, default=64, help="import: chunk size (default: %(default)s)")
     sp.add_argument("--repeats", type=int, default=5, help="meta-step: measured outer steps (default: %(default)s)")
     sp.add_argument("--configs", default="tiny,larger", help="meta-step: model shapes, tiny = model section, "
                     "larger = 6 layers x 256 (default: %(default)s)")
