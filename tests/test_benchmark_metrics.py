@@ -73,3 +73,20 @@ def test_score_prediction_dispatches_on_the_row_metric():
         score_prediction({**ruler, "metric": "bleu"}, "x")
     with pytest.raises(ValueError, match="label set"):
         labels_for("qa99")
+
+
+def test_summarize_benchmark_per_method_task_length():
+    from perk.evaluate_bench import benchmark_scores, summarize_benchmark
+    rows = {f"r{i}": {"id": f"r{i}", "metric": "string_match_all", "outputs": [str(1000000 + i)],
+                      "answer": str(1000000 + i), "question": "?", "subtask": "niah_single_2"} for i in range(3)}
+    preds = [{"id": "r0", "method": "perk", "task": "ruler/niah_single_2", "length": 1024, "prediction": "1000000",
+              "status": "ok"},
+             {"id": "r1", "method": "perk", "task": "ruler/niah_single_2", "length": 1024, "prediction": "nope",
+              "status": "ok"},
+             {"id": "r2", "method": "perk", "task": "ruler/niah_single_2", "length": 1024, "prediction": "",
+              "status": "out_of_range"},
+             {"id": "s0", "method": "perk", "task": "needle/single", "length": 512, "prediction": "x", "status": "ok"}]
+    s = summarize_benchmark(benchmark_scores(preds, rows))
+    cell = s["perk"]["ruler/niah_single_2"]["1024"]
+    assert cell["score"] == 50.0 and cell["n"] == 2 and cell["unscored"] == 1 and cell["metric"] == "string_match_all"
+    assert "needle/single" not in s["perk"]  # synthesized rows have no benchmark metric
