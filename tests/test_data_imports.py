@@ -360,3 +360,24 @@ def test_cli_import_bad_file_exits_2_without_traceback(tmp_path, tiny_tokenizer_
 def _counter(tok):
     from perk.data.haystack import as_counter
     return as_counter(tok)
+
+
+def test_cli_import_writes_every_enabled_dataset_and_corpus_reads_sources(tmp_path, tiny_tokenizer_dir, capsys):
+    from perk.cli import main
+    from perk.data.imports.tasks import corpus_texts
+    recs = [ruler_record([needle("a-b", str(1000000 + i))], "a-b", str(1000000 + i)) for i in range(3)]
+    tr = write_jsonl(tmp_path / "train_1024.jsonl", recs)
+    params = tmp_path / "params.yaml"
+    tree = {"tokenizer": {"out_dir": str(tiny_tokenizer_dir)}, "imports": {
+        "out_dir": str(tmp_path / "imp"), "datasets": [
+            {"name": "ruler/x", "format": "ruler", "files": {"train": [{"path": str(tr)}]}},
+            {"name": "ruler/off", "enabled": False, "format": "ruler", "files": {"train": [{"path": "missing"}]}}]}}
+    params.write_text(json.dumps(tree))
+    assert main(["import", "--params", str(params), "--no-progress"]) == 0
+    assert (tmp_path / "imp" / "ruler" / "x" / "train.parquet").exists()
+    assert json.loads((tmp_path / "imp" / "index.json").read_text())["ruler/x"]["rows"] == 3
+    assert not (tmp_path / "imp" / "ruler" / "off").exists()
+    texts = corpus_texts(load_params(params), 10)
+    assert len(texts) == 3 and all("special magic number" in t for t in texts)
+    assert sorted(t[-7:] for t in texts) == [str(1000000 + i) for i in range(3)]  # answer included
+    assert corpus_texts(load_params(params), 0) == []
