@@ -207,7 +207,8 @@ def split_long(text: str, span: tuple[int, int], counter: TokenCounter, limit: i
     tokens (book text has sentences of hundreds of tokens; essays run-on lines)."""
     a, b = span
     words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text[a:b])]
-    counts = counter.many([" " + text[a + s:a + e] for s, e in words])
+    # each word with the whitespace really before it: "\nlearn" is two tokens where " learn" is one
+    counts = counter.many([text[a + (words[i - 1][1] if i else s):a + e] for i, (s, e) in enumerate(words)])
     pieces, cur, n = [], None, 0
     for (s, e), c in zip(words, counts):
         if cur is not None and n + c > limit:
@@ -235,37 +236,36 @@ def chunk_text(text: str, keep: list[tuple[int, int]], chunk_tokens: int, counte
     each `keep` span whole and inside one chunk. A chunk's text is the source text from its first
     to its last sentence, so the source's own spacing and line breaks survive."""
     spans = units(text, keep)
-    keep_set = {k: i for i, k in enumerate(sorted(keep))}
+    keep_set = set(keep)
     # a unit longer than a chunk is cut at words, unless it is a kept span (then it gets a chunk alone)
     counts = counter.many([" " + text[a:b] for a, b in spans])
     flat: list[tuple[int, int]] = []
-    flat_counts: list[int] = []
     for sp, c in zip(spans, counts):
-        if c > chunk_tokens and sp not in keep_set:
-            pieces = split_long(text, sp, counter, chunk_tokens)
-            flat += pieces
-            flat_counts += counter.many([" " + text[a:b] for a, b in pieces])
-        else:
-            flat.append(sp)
-            flat_counts.append(c)
+        flat += split_long(text, sp, counter, chunk_tokens) if c > chunk_tokens and sp not in keep_set else [sp]
+    # Count each unit with the whitespace that really precedes it (a book's "\n" tokenizes unlike " ")
+    # and bare (at a chunk start): with byte-level BPE the chunk's count is then the sum of its units'.
+    prev_end = [0] + [b for _, b in flat[:-1]]
+    both = counter.many([text[pe:a] + text[a:b] for pe, (a, b) in zip(prev_end, flat)] +
+                        [text[a:b] for a, b in flat])
+    spaced, bare = both[:len(flat)], both[len(flat):]
     chunks: list[str] = []
     keep_chunks = [0] * len(keep)
     keep_starts = [0] * len(keep)
     order = {k: i for i, k in enumerate(keep)}
     cur_a = cur_b = None
     cur_n = offset = 0
-    for (a, b), c in zip(flat, flat_counts):
-        if cur_a is not None and cur_n + c > chunk_tokens:
+    for (a, b), cs, cb in zip(flat, spaced, bare):
+        if cur_a is not None and cur_n + cs > chunk_tokens:
             chunks.append(text[cur_a:cur_b])
             offset += cur_n
             cur_a, cur_n = None, 0
-        if cur_a is None:
-            cur_a = a
         if (a, b) in order:
             keep_chunks[order[(a, b)]] = len(chunks)
             keep_starts[order[(a, b)]] = offset + cur_n
+        cur_n += cs if cur_a is not None else cb
+        if cur_a is None:
+            cur_a = a
         cur_b = b
-        cur_n += c
     if cur_a is not None:
         chunks.append(text[cur_a:cur_b])
         offset += cur_n
