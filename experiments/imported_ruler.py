@@ -60,14 +60,14 @@ elif stage == "evaluate":
         model.eval()
         answerers["baseline"] = prompt_answerer(model, tok, model.config.max_position_embeddings, cfg.max_new_tokens)
     rows = [r for r in itasks.imported_rows(p, cfg.tasks[0], "test") if not cfg.only_lengths or r["target_tokens"] in cfg.only_lengths]
-    preds = run_cells(answerers, cfg.tasks[0], rows, cfg.per_cell, E / "eval" / "cells", progress=False)
+    preds = run_cells(answerers, cfg.tasks[0], rows, cfg.per_cell, Path(cfg.out_dir) / "cells", progress=False)
     s = summarize_benchmark(benchmark_scores(preds, {r["id"]: r for r in rows}))
     em = {}
     for pr in preds:
         em.setdefault(pr["method"], {}).setdefault(pr["length"], []).append(pr["em"])
     out = {"benchmark": s, "em": {m: {L: round(100 * sum(v) / len(v), 2) for L, v in d.items()} for m, d in em.items()}}
-    (E / "eval").mkdir(parents=True, exist_ok=True)
-    (E / "eval" / "metrics.json").write_text(json.dumps(out, indent=2))
+    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    (Path(cfg.out_dir) / "metrics.json").write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=1))
     for pr in preds[:8]:
         print(pr["method"], pr["length"], repr(pr["prediction"]), pr["answer"])
