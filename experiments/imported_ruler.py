@@ -37,7 +37,7 @@ if stage == "tokenizer":
     texts = sample_corpus(p.tokenizer.corpus_texts, seed=p.synth.seed) + itasks.corpus_texts(p, p.imports.tokenizer_texts, p.seed)
     train_tokenizer(texts, p.tokenizer.vocab_size, p.tokenizer.out_dir, must_include=all_words())
 elif stage == "import":
-    from perk.stages_import import import_benchmarks
+    from perk.stages.imports import import_benchmarks
     import_benchmarks(p, only=["ruler/niah_single_2"])
 elif stage in ("pretrain", "meta_train", "baseline"):
     print(getattr(stages, stage)(p, progress=False))

@@ -3,8 +3,8 @@
 `benchmark_scores(preds, rows)` scores each prediction with its row's `metric` column (imported
 rows only; synthesized rows have none) and `summarize_benchmark` gives per method / task /
 length the benchmark's figure (mean x 100, rounded to 2, as RULER and BABILong report it) with
-its 95% Wilson interval. `from_predictions(p, path)` does both for a finished evaluate stage's
-predictions.parquet, so the figures need no change to how predictions are made.
+its 95% Wilson interval. `report` writes them beside the evaluate stage's metrics.json (benchmark.json);
+`from_predictions(p, path)` recomputes them from a finished run's predictions.parquet.
 """
 from __future__ import annotations
 
@@ -53,3 +53,24 @@ def from_predictions(p, predictions: str | Path) -> dict:
     for task in sorted({pr["task"] for pr in preds if is_imported(pr["task"])}):
         rows.update({r["id"]: r for r in imported_rows(p, task, "test")})
     return summarize_benchmark(benchmark_scores(preds, rows))
+
+
+def report(out_dir: str | Path, preds: list[dict], rows: dict[str, list[dict]], log_metrics=None) -> Path | None:
+    """Write {out_dir}/benchmark.json (and log `<method>/<task>/<metric>` per length) when any
+    evaluated task is imported; None (nothing written) for synthesized tasks only."""
+    import json
+
+    from .data.io import atomic_write_bytes
+
+    by_id = {r["id"]: r for rs in rows.values() for r in rs if r.get("metric")}
+    if not by_id:
+        return None
+    summary = summarize_benchmark(benchmark_scores(preds, by_id))
+    path = Path(out_dir) / "benchmark.json"
+    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n"))
+    for method, tasks in summary.items():
+        for task, cells in tasks.items():
+            for length, cell in cells.items():
+                if log_metrics and cell["score"] is not None:
+                    log_metrics({f"{method}/{task.replace('/', '_')}/{cell['metric']}": cell["score"]}, int(length))
+    return path

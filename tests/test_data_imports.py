@@ -313,7 +313,8 @@ def test_import_dataset_layout_schema_and_report(tmp_path, tiny_tokenizer):
 
 
 def test_imported_tasks_are_valid_task_names_and_resolve(tmp_path, tiny_tokenizer):
-    from perk.data.imports.tasks import chunk_tokens, imported_rows, task_rows
+    from perk.data.imports.tasks import chunk_tokens, eval_lengths, imported_rows, train_length
+    from perk.stages.common import rows as task_rows
     p = Params()
     p2 = Params.model_validate({"meta_train": {"task": "ruler/niah_single_2"}, "baseline": {"task": "babilong_bench/qa1"},
                                 "evaluate": {"tasks": ["ruler/niah_multikey_1", "needle/multikey"]}})
@@ -334,6 +335,9 @@ def test_imported_tasks_are_valid_task_names_and_resolve(tmp_path, tiny_tokenize
     rows = task_rows(q, "ruler/niah_single_2", "train")
     assert len(rows) == 1 and rows[0]["subtask"] == "niah_single_2" and rows[0]["outputs"] == ["1234567"]
     assert chunk_tokens(q, "ruler/niah_single_2") == 64 and chunk_tokens(q, "needle/single") == 64
+    assert train_length(q, "ruler/niah_single_2") == 1024 and train_length(q, "needle/single") == 512
+    with pytest.raises(DataError, match="run `perk import`"):
+        eval_lengths(q, "ruler/niah_single_2")  # no test split imported
 
 
 def test_nominal_length_from_file_names():

@@ -1,8 +1,8 @@
 """Imported datasets as tasks: where their rows live and what the stages need to know about them.
 
 An imported task is `family/subset` with a family that is not a synth family; its rows are
-`{imports.out_dir}/{family}/{subset}/{split}.parquet`. `task_rows` resolves either kind, so a
-stage's row lookup can call it for every task.
+`{imports.out_dir}/{family}/{subset}/{split}.parquet`; perk.stages.common.rows sends such tasks
+here, and the helpers below answer what stages otherwise read from a synth spec.
 """
 from __future__ import annotations
 
@@ -43,18 +43,21 @@ def imported_rows(p: Params, task: str, split: str) -> list[dict]:
     return read_rows(path, task=family, subtask=subset)
 
 
-def task_rows(p: Params, task: str, split: str) -> list[dict]:
-    """Rows of a synth or an imported task (the synth lookup is stages._rows, unchanged)."""
-    if is_imported(task):
-        return imported_rows(p, task, split)
-    from ...stages import _rows
-    return _rows(p, task, split)
-
-
 def chunk_tokens(p: Params, task: str) -> int:
     if is_imported(task):
         return dataset(p, task).chunk_tokens
     return getattr(p.synth.tasks, task.split("/")[0]).chunk_tokens
+
+
+def eval_lengths(p: Params, task: str) -> list[int]:
+    """The test grid's lengths (imported: the nominal lengths of the test files, read from the Parquet)."""
+    if not is_imported(task):
+        return list(getattr(p.synth.tasks, task.split("/")[0]).eval_lengths)
+    import pyarrow.parquet as pq
+    path = imported_path(p, task, "test")
+    if not path.exists():
+        raise DataError(f"{path}: file not found (run `perk import` / `dvc repro import` first)")
+    return sorted(set(pq.read_table(path, columns=["target_tokens"]).column(0).to_pylist()))
 
 
 def train_length(p: Params, task: str) -> int | None:
