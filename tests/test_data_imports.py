@@ -385,3 +385,23 @@ def test_cli_import_writes_every_enabled_dataset_and_corpus_reads_sources(tmp_pa
     assert len(texts) == 3 and all("special magic number" in t for t in texts)
     assert sorted(t[-7:] for t in texts) == [str(1000000 + i) for i in range(3)]  # answer included
     assert corpus_texts(load_params(params), 0) == []
+
+
+def test_import_runs_through_the_stage_layer_once_registered(tmp_path, tiny_tokenizer_dir, monkeypatch, mlflow_store):
+    # what the lead's registration (perk.stages.ORDER["import"]) turns on: `perk import` via stages.call
+    from perk import stages
+    from perk.cli import main
+    monkeypatch.setitem(stages.ORDER, "import", ("imports", "Import benchmark files into Parquet tasks."))
+    assert stages.get("import").name == "import"
+    recs = [ruler_record([needle("a-b", str(1000000 + i))], "a-b", str(1000000 + i)) for i in range(2)]
+    tr = write_jsonl(tmp_path / "train_1024.jsonl", recs)
+    params = tmp_path / "params.yaml"
+    params.write_text(json.dumps({"tokenizer": {"out_dir": str(tiny_tokenizer_dir)}, "imports": {
+        "out_dir": str(tmp_path / "imp"), "datasets": [
+            {"name": "ruler/x", "format": "ruler", "files": {"train": [{"path": str(tr)}]}},
+            {"name": "ruler/y", "format": "ruler", "files": {"train": [{"path": "missing.jsonl"}]}}]}}))
+    assert main(["import", "--params", str(params), "--only", "ruler/x"]) == 0  # y (missing file) not touched
+    assert (tmp_path / "imp" / "ruler" / "x" / "train.parquet").exists()
+    assert main(["import", "--params", str(params), "--only", "ruler/nope"]) == 2
+    runs = mlflow_store.search_runs([e.experiment_id for e in mlflow_store.search_experiments()])
+    assert [r.data.tags.get("stage") for r in runs] == ["import"]
