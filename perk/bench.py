@@ -102,7 +102,35 @@ def bench_meta_step(p, args) -> None:
                   f"that at {lo}", flush=True)
 
 
-BENCHES = {"synth": bench_synth, "meta-step": bench_meta_step}
+def bench_import(p, args) -> None:
+    """Seconds to import one RULER file (parse, chunk, count, length check, write), cold counter."""
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from .config import ImportDataset
+    from .data.haystack import as_counter
+    from .data.imports import import_file, write_rows
+    from .tokenizer import load_tokenizer
+
+    tok = load_tokenizer(p.tokenizer.out_dir)
+    ds = ImportDataset(name="ruler/bench", format="ruler", chunk_tokens=args.chunk_tokens,
+                       files={"test": [{"path": args.file}]})
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        rows, rep = import_file(ds, ds.files["test"][0], "test", as_counter(tok))  # fresh memo each time
+        with tempfile.TemporaryDirectory() as d:
+            write_rows(rows, Path(d) / "test.parquet")
+        times.append(time.perf_counter() - t0)
+    toks = sum(r["context_tokens"] for r in rows)
+    print(f"import {args.file}: {rep.imported} records, {toks} context tokens ({toks // max(1, len(rows))} per record, "
+          f"run tokenizer), chunk_tokens {args.chunk_tokens}")
+    print(f"seconds: best {min(times):.3f}, median {sorted(times)[len(times) // 2]:.3f} of {len(times)}; "
+          f"{rep.imported / min(times):.0f} records/s, {toks / min(times):,.0f} tokens/s")
+
+
+BENCHES = {"synth": bench_synth, "meta-step": bench_meta_step, "import": bench_import}
 
 
 def run_bench(what: str, p, args) -> None:

@@ -39,6 +39,9 @@ def _stage_runner(name: str):
         p = _load(args)
         if name == "synth":
             _select_families(p, args)
+        if name == "import":
+            from .stages.imports import select
+            select(p, args.only)
         out = stages.call(name, p, progress=not args.no_progress)
         print(f"{name}: {out}")
     return run
@@ -58,6 +61,23 @@ def _select_families(p, args) -> None:
 def cmd_report(args) -> None:
     from .report_md import report
     print(report(_load(args)), end="")
+
+
+IMPORT_HELP = ("Import RULER / BABILong / reference-PERK files (imports.datasets) into "
+               "{imports.out_dir}/{family}/{subset}/{split}.parquet tasks, e.g. meta_train.task=ruler/niah_single_2; "
+               "malformed files are errors, unusable records counted skips (report.json beside the Parquet).")
+
+
+def _import_arguments(sp) -> None:
+    sp.add_argument("--only", help="comma-separated dataset names (default: every enabled one)")
+
+
+def _run_import_unregistered(args) -> None:
+    from .stages.imports import import_benchmarks, select
+    p = _load(args)
+    select(p, args.only)
+    for name, path in import_benchmarks(p, progress=not args.no_progress).items():
+        print(f"{name}: {path}")
 
 
 def cmd_bench(args) -> None:
@@ -86,7 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "synth":
             sp.add_argument("--out-dir", help="output directory (default: synth.out_dir)")
             sp.add_argument("--tasks", help="comma-separated task families to generate (default: those enabled)")
+        if name == "import":
+            _import_arguments(sp)
         sp.set_defaults(func=_stage_runner(name))
+    if "import" not in ORDER:  # until the stage is registered in perk.stages.ORDER: same command, no MLflow run
+        sp = sub.add_parser("import", help=IMPORT_HELP, description=IMPORT_HELP)
+        _common(sp)
+        _import_arguments(sp)
+        sp.set_defaults(func=_run_import_unregistered)
 
     sp = sub.add_parser("report", help="print the results tables (markdown) of the last pipeline run",
                         description="Markdown tables of the outputs in data/ (evaluate, meta-train, baseline, "
@@ -100,10 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "step and peak memory of the full-graph and the memory-bounded (inner.bounded_memory) "
                         "meta-training path on the tiny and a larger config, each point in its own process.")
     _common(sp)
-    sp.add_argument("what", choices=["synth", "meta-step"], help="what to benchmark")
+    sp.add_argument("what", choices=["synth", "meta-step", "import"], help="what to benchmark (import: seconds "
+                    "to import one RULER file, --file)")
     sp.add_argument("--lengths", help="context lengths in tokens, comma-separated (synth default: 4096,32768; "
                     "meta-step default: --length)")
     sp.add_argument("--length", type=int, default=512, help="meta-step: one context length in tokens (default: %(default)s)")
+    sp.add_argument("--file", default="../shared/benchmarks/ruler/niah_single_2/test_4096.jsonl",
+                    help="import: the RULER JSONL file (default: %(default)s)")
+    sp.add_argument("--chunk-tokens", type=int, default=64, help="import: chunk size (default: %(default)s)")
     sp.add_argument("--repeats", type=int, default=5, help="meta-step: measured outer steps (default: %(default)s)")
     sp.add_argument("--configs", default="tiny,larger", help="meta-step: model shapes, tiny = model section, "
                     "larger = 6 layers x 256 (default: %(default)s)")

@@ -142,6 +142,110 @@ class TokenizerConfig(Section):
     corpus_texts: int = Field(4000, ge=100, description="generator texts sampled to train the tiny tokenizer")
 
 
+# ---------------------------------------------------------------- benchmark imports
+
+IMPORT_FORMATS = ("ruler", "babilong", "perk_reference")
+
+
+class ImportFile(Section):
+    """One source of one split: a local file, or an HF dataset read with `datasets`."""
+    path: str | None = Field(None, description="local .jsonl / .json / .parquet file (relative to the repo root)")
+    hf_dataset: str | None = Field(None, description="HF dataset name, e.g. RMT-team/babilong (needs the hub or "
+                                   "the HF datasets cache)")
+    hf_config: str | None = Field(None, description="HF config, e.g. 1k")
+    hf_split: str | None = Field(None, description="HF split, e.g. qa1")
+    length: int | None = Field(None, ge=16, description="nominal length (target_tokens); None: from the file "
+                               "name (test_4096 -> 4096, test_2k -> 2000) or the HF config")
+    limit: int | None = Field(None, ge=1, description="import only the first N records")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.path is None) == (self.hf_dataset is None):
+            raise ValueError("give exactly one of path or hf_dataset")
+        return self
+
+
+class ImportDataset(Section):
+    """A benchmark subset imported into {imports.out_dir}/{name}/{split}.parquet; `name` is then a
+    task like the synthesized ones (meta_train.task, baseline.task, evaluate.tasks)."""
+    name: str = Field(description="family/subset, e.g. ruler/niah_single_2; the family must not be a synth family")
+    enabled: bool = Field(True, description="imported by `perk import` / the import stage")
+    format: Literal["ruler", "babilong", "perk_reference"]
+    files: dict[Literal["train", "val", "test"], list[ImportFile]]
+    chunk_tokens: int = Field(64, ge=8, le=8192, description="re-chunking of long inputs (reference files "
+                              "keep their own chunks: one record/document per chunk)")
+    tokens_to_generate: int = Field(128, ge=0, description="RULER: tokens its `length` field adds to the prompt")
+    length_tolerance: float = Field(0.25, gt=0, le=1, description="a record whose measured/declared length ratio "
+                                    "(BABILong: measured length) is this far (relative) from the file's median is "
+                                    "skipped and counted; the dev sets' legitimate spread with the tiny tokenizer "
+                                    "is <= 0.14 (a GPT-2 tokenizer: set ~0.01)")
+    on_bad_record: Literal["skip", "error"] = Field("skip", description="content problems (needle not found, "
+                                                    "length mismatch): counted skip or error")
+    max_skip_fraction: float = Field(0.05, ge=0, le=1, description="more skipped records per file is an error")
+    instruction: bool = Field(False, description="RULER: keep its instruction line in front of the question "
+                              "(off: PERK's question prompt holds just the question)")
+    metric: Literal["auto", "string_match_all", "string_match_part", "babilong_label", "exact_match"] = Field(
+        "auto", description="the benchmark's own metric reported beside EM; auto: RULER qa_* string_match_part, "
+        "other RULER string_match_all, BABILong (and reference BABILong) babilong_label, else exact_match")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        fam, _, sub = v.partition("/")
+        if not fam or not sub or "/" in sub or not all(c.isalnum() or c in "_-." for c in fam + sub):
+            raise ValueError(f"name must be family/subset (letters, digits, _ - .), got {v!r}")
+        if fam in TasksConfig.model_fields:
+            raise ValueError(f"family {fam!r} is a synth family; pick another (e.g. {fam}_bench/{sub})")
+        return v
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, v: dict) -> dict:
+        if not v or not any(v.values()):
+            raise ValueError("list at least one file for one split")
+        return v
+
+
+def _bench(name: str, fmt: str, root: str, train: str, val: str, tests: list[str], chunk: int = 64) -> dict:
+    return {"name": name, "format": fmt, "chunk_tokens": chunk,
+            "files": {"train": [{"path": f"{root}/{train}"}], "val": [{"path": f"{root}/{val}"}],
+                      "test": [{"path": f"{root}/{t}"} for t in tests]}}
+
+
+def _default_imports() -> list[ImportDataset]:
+    # The development sets in ../shared/benchmarks (README there) and the reference samples.
+    b = "../shared/benchmarks"
+    r = "../shared/reference/perk-data-samples"
+    sets = [_bench(f"ruler/{t}", "ruler", f"{b}/ruler/{t}", "train_1024.jsonl", "val_1024.jsonl",
+                   ["test_1024.jsonl", "test_2048.jsonl", "test_4096.jsonl"]) for t in ("niah_single_2", "niah_multikey_1")]
+    sets.append(_bench("babilong_bench/qa1", "babilong", f"{b}/babilong/qa1", "train_1k.jsonl", "val_1k.jsonl",
+                       ["test_1k.jsonl", "test_2k.jsonl", "test_4k.jsonl"]))
+    for kind, subs in (("babilong", ("qa1", "qa2", "qa3")), ("student_records", ("recall", "relation", "allgregation")),
+                       ("longgorilla", ("huggingface_api",))):
+        for s in subs:
+            sets.append({"name": f"perkref_{kind}/{s}", "format": "perk_reference", "chunk_tokens": 256,
+                         "files": {"test": [{"path": f"{r}/{kind}/{s}.json"}]}})
+    return [ImportDataset.model_validate(d) for d in sets]
+
+
+class ImportsConfig(Section):
+    out_dir: str = "data/imports"
+    tokenizer_texts: int = Field(0, ge=0, description="source texts of the enabled datasets' train files added "
+                                 "to the tiny tokenizer's corpus (0: the tokenizer sees generator text only)")
+    datasets: list[ImportDataset] = Field(default_factory=_default_imports)
+
+    @model_validator(mode="after")
+    def _unique(self):
+        names = [d.name for d in self.datasets]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"dataset names must be unique, repeated: {dup}")
+        return self
+
+    def get(self, name: str) -> ImportDataset | None:
+        return next((d for d in self.datasets if d.name == name), None)
+
+
 # ---------------------------------------------------------------- model, memory, inner loop
 
 class ModelConfig(Section):
@@ -282,6 +386,8 @@ class TrainLoopConfig(Section):
     @classmethod
     def _task(cls, v: str) -> str:
         fam, _, sub = v.partition("/")
+        if fam not in TasksConfig.model_fields and sub:
+            return v  # an imported dataset: Params checks the name against imports.datasets
         if fam not in TasksConfig.model_fields or not sub:
             raise ValueError(f"task must be family/subtask with family in {sorted(TasksConfig.model_fields)}, got {v!r}")
         spec = TasksConfig.model_fields[fam].annotation
@@ -420,6 +526,20 @@ class Params(Section):
     baseline: BaselineConfig = Field(default_factory=BaselineConfig)
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     profile: ProfileConfig = Field(default_factory=ProfileConfig)
+    imports: ImportsConfig = Field(default_factory=ImportsConfig)
+
+    @model_validator(mode="after")
+    def _imported_tasks(self):
+        # tasks outside the synth families must name an imported dataset (TrainLoopConfig let them through)
+        names = {d.name for d in self.imports.datasets}
+        for key, tasks in (("meta_train.task", [self.meta_train.task]), ("baseline.task", [self.baseline.task]),
+                           ("evaluate.tasks", self.evaluate.tasks)):
+            for t in tasks:
+                if t.partition("/")[0] not in TasksConfig.model_fields and t not in names:
+                    raise ValueError(f"{key}: {t!r} is neither a synth task (family in "
+                                     f"{sorted(TasksConfig.model_fields)}) nor an imported dataset "
+                                     f"(imports.datasets: {sorted(names)})")
+        return self
 
 
 # ---------------------------------------------------------------- loading

@@ -103,12 +103,17 @@ def _as_dict(params: Any) -> dict:
 
 
 def flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
-    """{'model': {'n_embd': 128}} -> {'model.n_embd': 128}; lists stay values."""
+    """{'model': {'n_embd': 128}} -> {'model.n_embd': 128}; lists stay values, except lists of
+    mappings (imports.datasets), flattened by index: as one JSON value they pass MLflow's 6,000-character
+    limit (it truncates them, with a warning on stderr)."""
     out: dict[str, Any] = {}
     for key, value in tree.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
             out.update(flatten(value, name + "."))
+        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            for i, v in enumerate(value):
+                out.update(flatten(v, f"{name}.{i}."))
         else:
             out[name] = value
     return out

@@ -17,7 +17,10 @@ def device():
 def rows(p: Params, task: str, split: str) -> list[dict]:
     """Rows of `family/subtask` from the synth output; fails clearly on a file of another task."""
     from ..data.io import DataError, read_rows
+    from ..data.imports.tasks import imported_rows, is_imported
 
+    if is_imported(task):  # an imports.datasets entry: {imports.out_dir}/{family}/{subset}/{split}.parquet
+        return imported_rows(p, task, split)
     family, _, sub = task.partition("/")
     path = Path(p.synth.out_dir) / family / f"{split}.parquet"
     found = [r for r in read_rows(path, task=family) if r["subtask"] == sub]

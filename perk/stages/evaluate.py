@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 from ..config import Params
+from ..data.imports.tasks import eval_lengths, train_length
 from . import Shards, Stage, common, models
 
 
@@ -48,7 +49,7 @@ def _cell_dir(p: Params) -> Path:
 
 def evaluate(p: Params, progress: bool = True) -> Path:
     """Evaluate every (method, task, length, depth) cell not cached yet; metrics.json, predictions, plots."""
-    from .. import eval_report, tracking
+    from .. import eval_report, evaluate_bench, tracking
     from ..evaluate import run_cells, summarize
 
     cfg, out = p.evaluate, Path(p.evaluate.out_dir)
@@ -68,8 +69,9 @@ def evaluate(p: Params, progress: bool = True) -> Path:
     for task in cfg.tasks:
         preds += run_cells(answerers, task, rows[task], cfg.per_cell, cells, progress)
     summary = summarize(preds)
-    trained = {t: max(getattr(p.synth.tasks, t.split("/")[0]).train_lengths) for t in cfg.tasks}
+    trained = {t: train_length(p, t) for t in cfg.tasks}
     metrics, figs = eval_report.write(out, preds, summary, trained)
+    evaluate_bench.report(out, preds, rows, tracking.log_metrics)  # imported tasks: the benchmark's own metric
     for point in eval_report.flat_metrics(summary)[1]:  # the accuracy curve: EM per method, task, length
         tracking.log_metrics({f"{point['method']}/{point['task'].replace('/', '_')}/em": point["acc"]}, point["length"])
     for f in figs:
@@ -81,7 +83,7 @@ def evaluate(p: Params, progress: bool = True) -> Path:
 
 def shards(p: Params) -> list[list[str]]:
     """One shard per evaluation length (its overrides); the whole call then merges them."""
-    lengths = sorted({L for t in p.evaluate.tasks for L in getattr(p.synth.tasks, t.split("/")[0]).eval_lengths})
+    lengths = sorted({L for t in p.evaluate.tasks for L in eval_lengths(p, t)})
     return [[f"evaluate.only_lengths=[{L}]"] for L in lengths]
 
 

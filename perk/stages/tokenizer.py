@@ -16,7 +16,10 @@ def tokenizer(p: Params, progress: bool = True) -> Path:
         from ..data.lexicon import all_words
         from ..data.synth import sample_corpus
 
-        texts = sample_corpus(p.tokenizer.corpus_texts, seed=p.synth.seed)
+        from ..data.imports.tasks import corpus_texts
+
+        # imports.tokenizer_texts > 0: the imported benchmarks' own text too (read from the sources)
+        texts = sample_corpus(p.tokenizer.corpus_texts, seed=p.synth.seed) + corpus_texts(p, p.imports.tokenizer_texts, p.seed)
         train_tokenizer(texts, p.tokenizer.vocab_size, p.tokenizer.out_dir, must_include=all_words())
     else:
         save_tokenizer(load_tokenizer(p.model.name), p.tokenizer.out_dir)

@@ -1,0 +1,76 @@
+"""The benchmarks' own metrics over an evaluation's predictions (beside EM).
+
+`benchmark_scores(preds, rows)` scores each prediction with its row's `metric` column (imported
+rows only; synthesized rows have none) and `summarize_benchmark` gives per method / task /
+length the benchmark's figure (mean x 100, rounded to 2, as RULER and BABILong report it) with
+its 95% Wilson interval. `report` writes them beside the evaluate stage's metrics.json (benchmark.json);
+`from_predictions(p, path)` recomputes them from a finished run's predictions.parquet.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from .benchmark_metrics import benchmark_score, score_prediction
+from .scoring import wilson_interval
+
+
+def benchmark_scores(preds: list[dict], rows: dict[str, dict]) -> list[dict]:
+    """Each prediction dict plus `metric` and `bench` (0..1, None when unscored or not imported)."""
+    out = []
+    for pr in preds:
+        row = rows.get(pr["id"])
+        ok = pr.get("status", "ok") == "ok"
+        metric = row.get("metric") if row else None
+        score = score_prediction(row, pr["prediction"] if ok else None) if row else None
+        out.append({**pr, "metric": metric, "bench": score})
+    return out
+
+
+def summarize_benchmark(scored: list[dict]) -> dict:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for s in scored:
+        if s["metric"]:
+            groups[(s["method"], s["task"], s["length"], s["metric"])].append(s)
+    out: dict = {}
+    for (method, task, length, metric), ss in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+        vals = [s["bench"] for s in ss if s["bench"] is not None]
+        lo, hi = wilson_interval(sum(vals), len(vals)) if vals else (None, None)
+        out.setdefault(method, {}).setdefault(task, {})[str(length)] = {
+            "metric": metric, "score": benchmark_score(vals) if vals else None, "n": len(vals),
+            "unscored": len(ss) - len(vals), "ci": [round(100 * lo, 2), round(100 * hi, 2)] if vals else None}
+    return out
+
+
+def from_predictions(p, predictions: str | Path) -> dict:
+    """Benchmark figures of an evaluate run (its predictions.parquet) on imported tasks."""
+    import pyarrow.parquet as pq
+
+    from .data.imports.tasks import imported_rows, is_imported
+
+    preds = pq.read_table(predictions).to_pylist()
+    rows: dict[str, dict] = {}
+    for task in sorted({pr["task"] for pr in preds if is_imported(pr["task"])}):
+        rows.update({r["id"]: r for r in imported_rows(p, task, "test")})
+    return summarize_benchmark(benchmark_scores(preds, rows))
+
+
+def report(out_dir: str | Path, preds: list[dict], rows: dict[str, list[dict]], log_metrics=None) -> Path | None:
+    """Write {out_dir}/benchmark.json (and log `<method>/<task>/<metric>` per length) when any
+    evaluated task is imported; None (nothing written) for synthesized tasks only."""
+    import json
+
+    from .data.io import atomic_write_bytes
+
+    by_id = {r["id"]: r for rs in rows.values() for r in rs if r.get("metric")}
+    if not by_id:
+        return None
+    summary = summarize_benchmark(benchmark_scores(preds, by_id))
+    path = Path(out_dir) / "benchmark.json"
+    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n"))
+    for method, tasks in summary.items():
+        for task, cells in tasks.items():
+            for length, cell in cells.items():
+                if log_metrics and cell["score"] is not None:
+                    log_metrics({f"{method}/{task.replace('/', '_')}/{cell['metric']}": cell["score"]}, int(length))
+    return path

@@ -1,0 +1,92 @@
+"""The benchmarks' own metrics on hand-made cases (definitions: ../shared/benchmarks/README.md)."""
+import pytest
+
+from perk.benchmark_metrics import (babilong_label, benchmark_score, labels_for, ruler_postprocess,
+                                    score_prediction, string_match_all, string_match_part)
+
+QA1 = labels_for("qa1")
+
+
+def test_ruler_postprocess_replaces_control_characters():
+    assert ruler_postprocess("  12\x0034\t5 \n") == "12\n34\n5"
+
+
+def test_string_match_all_is_fraction_of_outputs_found():
+    assert string_match_all(" 1234567.", ["1234567"]) == 1.0
+    assert string_match_all("The number is 7654321", ["1234567"]) == 0.0
+    assert string_match_all("1234567 and 2222222", ["1234567", "2222222", "3333333", "4444444"]) == 0.5
+    assert string_match_all("ROYAL-chestnut", ["royal-Chestnut"]) == 1.0  # case-insensitive
+    assert string_match_all("12345678", ["1234567"]) == 1.0  # a substring counts, as in RULER
+    # a control character inside the value breaks it (RULER replaces it by a newline)
+    assert string_match_all("123\x01" + "4567", ["1234567"]) == 0.0
+
+
+def test_string_match_part_is_any_output_found():
+    assert string_match_part("it is 2222222", ["1111111", "2222222"]) == 1.0
+    assert string_match_part("it is 3333333", ["1111111", "2222222"]) == 0.0
+
+
+def test_benchmark_score_is_percent_rounded_to_two():
+    assert benchmark_score([1, 0, 0]) == 33.33
+    assert benchmark_score([string_match_all("1", ["1", "2", "3"])]) == 33.33
+    with pytest.raises(ValueError):
+        benchmark_score([])
+
+
+@pytest.mark.parametrize("output,ok", [
+    ("kitchen", True),
+    ("The most recent location of Mary is kitchen.", True),
+    ("Kitchen. Earlier she was in the garden.", True),        # only the first sentence counts
+    ("kitchen or garden", False),                             # two labels: not the only one
+    ("garden", False),
+    ("", False),
+    ("<example> kitchen", False),                             # cut before <example>
+    ("the kitchen, not the bathroom", False),
+])
+def test_babilong_label_first_sentence_only_label(output, ok):
+    assert babilong_label("kitchen", output, "Where is Mary? ", QA1) == float(ok)
+
+
+def test_babilong_label_ignores_labels_named_in_the_question():
+    q = "Where was the milk before the bedroom?"
+    assert babilong_label("office", "bedroom, then office", q, QA1) == 1.0
+    assert babilong_label("bedroom", "bedroom", q, QA1) == 0.0  # a question label is never the answer
+
+
+def test_babilong_label_qa8_needs_all_items_and_nothing_else():
+    labels = labels_for("qa8")
+    assert babilong_label("apple,milk", "apple, milk", "What is Mary carrying?", labels) == 1.0
+    assert babilong_label("apple,milk", "apple", "What is Mary carrying?", labels) == 0.0
+    assert babilong_label("apple,milk", "apple, milk, football", "What is Mary carrying?", labels) == 0.0
+
+
+def test_score_prediction_dispatches_on_the_row_metric():
+    ruler = {"id": "r", "metric": "string_match_all", "outputs": ["1234567"], "answer": "1234567",
+             "question": "?", "subtask": "niah_single_2"}
+    assert score_prediction(ruler, "is 1234567") == 1.0
+    bab = {"id": "b", "metric": "babilong_label", "outputs": ["garden"], "answer": "garden",
+           "question": "Where is John?", "subtask": "qa1"}
+    assert score_prediction(bab, "garden. kitchen") == 1.0
+    assert score_prediction(bab, None) is None
+    assert score_prediction({"id": "s", "answer": "x", "question": "?"}, "x") is None  # synth row
+    with pytest.raises(ValueError, match="unknown metric"):
+        score_prediction({**ruler, "metric": "bleu"}, "x")
+    with pytest.raises(ValueError, match="label set"):
+        labels_for("qa99")
+
+
+def test_summarize_benchmark_per_method_task_length():
+    from perk.evaluate_bench import benchmark_scores, summarize_benchmark
+    rows = {f"r{i}": {"id": f"r{i}", "metric": "string_match_all", "outputs": [str(1000000 + i)],
+                      "answer": str(1000000 + i), "question": "?", "subtask": "niah_single_2"} for i in range(3)}
+    preds = [{"id": "r0", "method": "perk", "task": "ruler/niah_single_2", "length": 1024, "prediction": "1000000",
+              "status": "ok"},
+             {"id": "r1", "method": "perk", "task": "ruler/niah_single_2", "length": 1024, "prediction": "nope",
+              "status": "ok"},
+             {"id": "r2", "method": "perk", "task": "ruler/niah_single_2", "length": 1024, "prediction": "",
+              "status": "out_of_range"},
+             {"id": "s0", "method": "perk", "task": "needle/single", "length": 512, "prediction": "x", "status": "ok"}]
+    s = summarize_benchmark(benchmark_scores(preds, rows))
+    cell = s["perk"]["ruler/niah_single_2"]["1024"]
+    assert cell["score"] == 50.0 and cell["n"] == 2 and cell["unscored"] == 1 and cell["metric"] == "string_match_all"
+    assert "needle/single" not in s["perk"]  # synthesized rows have no benchmark metric
