@@ -43,7 +43,8 @@ def _stage_runner(name: str):
             from .stages.imports import select
             select(p, args.only)
         out = stages.call(name, p, progress=not args.no_progress)
-        print(f"{name}: {out}")
+        for key, path in (out.items() if isinstance(out, dict) else [(name, out)]):
+            print(f"{key}: {path}")
     return run
 
 
