@@ -265,8 +265,8 @@ class PretrainConfig(Section):
     lr: float = Field(3e-3, gt=0, le=1.0)
     lr_weight_net: float = Field(3e-3, ge=0, le=1.0, description="the weighting net learns (BCE) to pick "
                                  "the recorded supporting spans from the base's hidden states (0: off)")
-    exposure: bool = Field(True, description="add needle-format LM text with random (key, value) pairs "
-                           "over the training keys and every value word (see perk/meta/exposure.py)")
+    exposure: bool = Field(True, description="add LM text in meta_train.task's family format with random "
+                           "pairings over the training keys and every answer word (see perk/meta/exposure.py)")
     exposure_keys: Literal["train", "all"] = Field("train", description="key words in the exposure text; "
                                                    "'all' includes held-out keys (random pairs, no answers)")
     checkpoint_every: int = Field(100, ge=1, description="steps between checkpoints (a killed run resumes)")

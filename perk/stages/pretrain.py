@@ -36,7 +36,7 @@ def pretrain(p: Params, progress: bool = True) -> Path:
     eps = make_episodes(common.rows(p, p.meta_train.task, "train"), tok, p.meta_train.support_span)
     base = load_model(p.model, tok)
     net = TokenWeightNet(base.config.hidden_size) if pc.lr_weight_net > 0 else None
-    expo = Exposure(tok, pc.exposure_keys, seed=p.seed) if pc.exposure else None
+    expo = Exposure(tok, pc.exposure_keys, seed=p.seed, family=p.meta_train.task.split("/")[0]) if pc.exposure else None
     mt = p.meta_train
     fp = common.fingerprint(p, "seed", "model", "pretrain", "synth", files=(common.tokenizer_file(p),),
                             extra={"task": mt.task, "support_span": mt.support_span, "pos_weight": mt.aux_pos_weight})
