@@ -231,6 +231,21 @@ class InnerConfig(Section):
 
 # ---------------------------------------------------------------- stages
 
+def valid_tasks() -> list[str]:
+    """Every `family/subtask` a generator defines."""
+    return [f"{fam}/{sub}" for fam, f in TasksConfig.model_fields.items() for sub in sorted(f.annotation.allowed_subtasks())]
+
+
+def check_task(v: str) -> str:
+    """A task name some family/subtask defines; otherwise the error lists every valid one."""
+    if v not in valid_tasks():
+        fam = v.partition("/")[0]
+        ours = [t for t in valid_tasks() if t.startswith(fam + "/")]
+        hint = f"{fam} defines {', '.join(ours)}; all " if ours else ""
+        raise ValueError(f"unknown task {v!r}; {hint}valid tasks (family/subtask): {', '.join(valid_tasks())}")
+    return v
+
+
 class TrainLoopConfig(Section):
     """Outer-loop optimisation shared by meta-training and the baseline."""
     task: str = Field("needle/multikey", description="family/subtask trained on")
@@ -250,13 +265,7 @@ class TrainLoopConfig(Section):
     @field_validator("task")
     @classmethod
     def _task(cls, v: str) -> str:
-        fam, _, sub = v.partition("/")
-        if fam not in TasksConfig.model_fields or not sub:
-            raise ValueError(f"task must be family/subtask with family in {sorted(TasksConfig.model_fields)}, got {v!r}")
-        spec = TasksConfig.model_fields[fam].annotation
-        if sub not in spec.allowed_subtasks():
-            raise ValueError(f"unknown subtask {sub!r} for {fam}; choose from {sorted(spec.allowed_subtasks())}")
-        return v
+        return check_task(v)
 
 
 class PretrainConfig(Section):
@@ -316,7 +325,9 @@ class EvalConfig(Section):
     @classmethod
     def _tasks(cls, v: list[str]) -> list[str]:
         for t in v:
-            TrainLoopConfig(task=t)
+            check_task(t)
+        if not v:
+            raise ValueError(f"list at least one task; valid tasks: {', '.join(valid_tasks())}")
         return v
 
 
