@@ -146,3 +146,16 @@ def test_rows_without_spans_fail_naming_the_file_and_the_fix(tiny_tokenizer, tmp
         make_episodes(rows, tiny_tokenizer)
     with pytest.raises(ValueError, match="support_span"):
         make_episodes([x.row() for x in e], tiny_tokenizer, "tokens")
+
+
+def test_repeated_story_sentence_marks_the_supporting_occurrence(tiny_tokenizer):
+    """bAbI qa1: "Xander went to the basement." can occur twice in one chunk; the supporting fact is
+    the person's last move, i.e. the later occurrence (a search of the chunk finds the first)."""
+    hits = 0
+    for e in examples("babilong", "qa1", "train", None, n=400, tok=tiny_tokenizer):
+        (fact,), (sp,) = e.supporting_facts, e.fact_spans
+        chunk = e.context[sp["chunk"]]
+        if chunk.count(fact) > 1:
+            assert sp["start"] == chunk.rfind(fact) != chunk.find(fact)
+            hits += 1
+    assert hits >= 1, "no qa1 example with its supporting sentence twice in one chunk; raise n"
