@@ -297,7 +297,9 @@ class MetaTrainConfig(TrainLoopConfig):
                                    "meta-training (keeps every value word producible; 0: off)")
     freeze_embeddings: bool = Field(True, description="tiny: keep the word embeddings pretraining gave "
                                     "(the answer loss alone would push words absent from training answers down)")
-    support_span: Literal["answer", "sentence"] = "answer"
+    support_span: Literal["answer", "sentence"] = Field(
+        "answer", description="what the weighting net learns to mark, as the generator recorded it: the text "
+        "the answer is read from (answer_spans) or the whole supporting facts (fact_spans)")
     max_questions: int = Field(0, ge=0, description="questions per episode (0: all)")
 
 
