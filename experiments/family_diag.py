@@ -1,4 +1,5 @@
-"""Per-field val answers of a finished family run (snapshot dir = cwd)."""
+"""Per-field validation answers of a finished family run; run in its snapshot dir (/tmp/perk_runs/NAME) with that run's overrides:
+   PYTHONPATH=$PWD python experiments/family_diag.py key=value ... (records/recall groups by the asked field)."""
 import re, sys, collections, torch
 from perk.config import load_params
 from perk.stages import common
