@@ -364,6 +364,21 @@ class InnerConfig(Section):
 
 # ---------------------------------------------------------------- stages
 
+def valid_tasks() -> list[str]:
+    """Every `family/subtask` a generator defines."""
+    return [f"{fam}/{sub}" for fam, f in TasksConfig.model_fields.items() for sub in sorted(f.annotation.allowed_subtasks())]
+
+
+def check_task(v: str) -> str:
+    """A task name some family/subtask defines; otherwise the error lists every valid one."""
+    if v not in valid_tasks():
+        fam = v.partition("/")[0]
+        ours = [t for t in valid_tasks() if t.startswith(fam + "/")]
+        hint = f"{fam} defines {', '.join(ours)}; all " if ours else ""
+        raise ValueError(f"unknown task {v!r}; {hint}valid tasks (family/subtask): {', '.join(valid_tasks())}")
+    return v
+
+
 class TrainLoopConfig(Section):
     """Outer-loop optimisation shared by meta-training and the baseline."""
     task: str = Field("needle/multikey", description="family/subtask trained on")
@@ -385,15 +400,16 @@ class TrainLoopConfig(Section):
     @field_validator("task")
     @classmethod
     def _task(cls, v: str) -> str:
-        fam, _, sub = v.partition("/")
-        if fam not in TasksConfig.model_fields and sub:
-            return v  # an imported dataset: Params checks the name against imports.datasets
-        if fam not in TasksConfig.model_fields or not sub:
-            raise ValueError(f"task must be family/subtask with family in {sorted(TasksConfig.model_fields)}, got {v!r}")
-        spec = TasksConfig.model_fields[fam].annotation
-        if sub not in spec.allowed_subtasks():
-            raise ValueError(f"unknown subtask {sub!r} for {fam}; choose from {sorted(spec.allowed_subtasks())}")
+        return task_or_import(v)
+
+
+def task_or_import(v: str) -> str:
+    """A synthesized family/subtask (checked here, naming the valid ones), or an imported dataset's
+    name such as ruler/niah_single_2 (Params checks it against imports.datasets)."""
+    fam, _, sub = v.partition("/")
+    if fam not in TasksConfig.model_fields and sub:
         return v
+    return check_task(v)
 
 
 class PretrainConfig(Section):
@@ -402,8 +418,8 @@ class PretrainConfig(Section):
     lr: float = Field(3e-3, gt=0, le=1.0)
     lr_weight_net: float = Field(3e-3, ge=0, le=1.0, description="the weighting net learns (BCE) to pick "
                                  "the recorded supporting spans from the base's hidden states (0: off)")
-    exposure: bool = Field(True, description="add needle-format LM text with random (key, value) pairs "
-                           "over the training keys and every value word (see perk/meta/exposure.py)")
+    exposure: bool = Field(True, description="add LM text in meta_train.task's family format with random "
+                           "pairings over the training keys and every answer word (see perk/meta/exposure.py)")
     exposure_keys: Literal["train", "all"] = Field("train", description="key words in the exposure text; "
                                                    "'all' includes held-out keys (random pairs, no answers)")
     checkpoint_every: int = Field(100, ge=1, description="steps between checkpoints (a killed run resumes)")
@@ -436,7 +452,9 @@ class MetaTrainConfig(TrainLoopConfig):
                                    "meta-training (keeps every value word producible; 0: off)")
     freeze_embeddings: bool = Field(True, description="tiny: keep the word embeddings pretraining gave "
                                     "(the answer loss alone would push words absent from training answers down)")
-    support_span: Literal["answer", "sentence"] = "answer"
+    support_span: Literal["answer", "sentence"] = Field(
+        "answer", description="what the weighting net learns to mark, as the generator recorded it: the text "
+        "the answer is read from (answer_spans) or the whole supporting facts (fact_spans)")
     max_questions: int = Field(0, ge=0, description="questions per episode (0: all)")
 
 
@@ -466,7 +484,7 @@ class EvalConfig(Section):
         if not v:
             raise ValueError("must list at least one family/subtask")
         for t in v:
-            TrainLoopConfig(task=t)
+            task_or_import(t)
         return v
 
     @field_validator("methods")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from ..config import BabilongSpec
 from . import lexicon
-from .base import run
+from .base import fill, run, shift
+from .schema import span
 from .haystack import FillerBank, assemble, as_counter
 
 TASK = "babilong"
@@ -33,6 +34,9 @@ class World:
         self.history: dict[str, list[tuple[str, list[int]]]] = {}
         self.given: set[str] = set()
         self.last_move: dict[str, int] = {}
+        # per story sentence, the local character spans a question reads from it: the room of a
+        # move; a whole sentence for take/drop/give (they state who holds what, no single word)
+        self.value_spans: list[list[tuple[int, int]]] = []
 
     def move(self, i, p, room):
         self.loc[p], self.loc_fact[p], self.last_move[p] = room, i, i
@@ -86,7 +90,8 @@ def simulate(rng, sub: str, num_facts: int, people, rooms, objects):
             p = rng.choice(people)
             room = rng.choice([r for r in rooms if r != w.loc.get(p)])
             w.move(i, p, room)
-            sents.append(f"{p} {rng.choice(MOVE)} to the {room}.")
+            text, where = fill("{p} {verb} to the {room}.", p=p, verb=rng.choice(MOVE), room=room)
+            sents.append(text)
         elif kind == "grab":
             p, o = rng.choice(can_grab)
             w.grab(i, p, o)
@@ -99,6 +104,7 @@ def simulate(rng, sub: str, num_facts: int, people, rooms, objects):
             p, q, o = rng.choice(can_give)
             w.give(i, p, q, o)
             sents.append(f"{p} {rng.choice(GIVE)} the {o} to {q}.")
+        w.value_spans.append(where["room"] if kind == "move" else [(0, len(sents[-1]))])
     return sents, w
 
 
@@ -158,6 +164,10 @@ def generate(spec: BabilongSpec, split: str, n: int, target_tokens: int, depth: 
             context=hay.chunks, question=question, answer_prefix="", answer=answer,
             supporting_facts=[sents[i] for i in support],
             supporting_chunks=[hay.fact_chunks[i] for i in support],
+            fact_spans=[span(hay.fact_chunks[i], hay.fact_chars[i], hay.fact_chars[i] + len(sents[i]))
+                        for i in support],
+            answer_spans=[span(hay.fact_chunks[i], a, b) for i in support
+                          for a, b in shift(world.value_spans[i], hay.fact_chars[i])],
             depths=[hay.fact_depths[i] for i in support],
             context_tokens=hay.total_tokens,
             extra={"story": sents, "anchor_depth": hay.fact_depths[anchor],

@@ -2,10 +2,41 @@
 from __future__ import annotations
 
 import random
+import string
 from typing import Callable
 
 from .haystack import TokenCounter, as_counter, stable_seed
 from .schema import Example
+
+
+Span = tuple[int, int]  # character [start, end) inside one text
+
+
+def fill(template: str, **fields) -> tuple[str, dict[str, list[Span]]]:
+    """`template.format(**fields)` and, per field, where each of its occurrences landed.
+
+    Generators record the spans of what a question reads out of a fact while they write it, so
+    training never has to search for the answer in the text (a substring search hits "no" inside
+    "Knox" or a grade's digits inside an ID)."""
+    parts: list[str] = []
+    spans: dict[str, list[Span]] = {}
+    at = 0
+    for literal, name, spec, conv in string.Formatter().parse(template):
+        parts.append(literal)
+        at += len(literal)
+        if name is None:
+            continue
+        if spec or conv:
+            raise ValueError(f"fill(): format specs are not supported ({template!r})")
+        text = str(fields[name])
+        spans.setdefault(name, []).append((at, at + len(text)))
+        parts.append(text)
+        at += len(text)
+    return "".join(parts), spans
+
+
+def shift(spans: list[Span], by: int) -> list[Span]:
+    return [(s + by, e + by) for s, e in spans]
 
 
 def depth_tag(depth: float | None) -> str:

@@ -217,39 +217,45 @@ class Haystack:
     fact_chunks: list[int]   # per input fact: index of the chunk holding it
     fact_depths: list[float]  # per input fact: token offset of its start / total tokens
     fact_starts: list[int]   # per input fact: token offset of its start
+    fact_chars: list[int]    # per input fact: character offset of its start inside its chunk
     order: list[int]         # input fact indices in context order
     total_tokens: int
 
 
 def pack(units: Sequence[str], spaced: Sequence[int], bare: Sequence[int], chunk_tokens: int,
-         fact_of: Sequence[int]) -> tuple[list[str], list[int], list[int], int]:
+         fact_of: Sequence[int]) -> tuple[list[str], list[int], list[int], list[int], list[int]]:
     """Greedy packing of whole sentences into chunks of at most `chunk_tokens` tokens.
 
-    A unit longer than a chunk gets a chunk of its own; units are never split.
-    Returns chunks, per-chunk token counts, and (via fact_of >= 0) each fact's chunk and start."""
+    A unit longer than a chunk gets a chunk of its own; units are never split. Returns chunks,
+    per-chunk token counts, and (via fact_of >= 0) each fact's chunk, token start in the whole
+    context and character start inside its chunk (units are joined by one space)."""
     chunks: list[str] = []
     counts: list[int] = []
     cur: list[str] = []
     cur_n = 0
+    cur_chars = 0
     offset = 0
     n_facts = max(fact_of, default=-1) + 1
     f_chunk = [0] * n_facts
     f_start = [0] * n_facts
+    f_char = [0] * n_facts
     for u, cs, cb, f in zip(units, spaced, bare, fact_of):
         if cur and cur_n + cs > chunk_tokens:
             chunks.append(" ".join(cur))
             counts.append(cur_n)
             offset += cur_n
-            cur, cur_n = [], 0
+            cur, cur_n, cur_chars = [], 0, 0
         if f >= 0:
             f_chunk[f] = len(chunks)
             f_start[f] = offset + cur_n
+            f_char[f] = cur_chars + (1 if cur else 0)
         cur_n += cs if cur else cb
+        cur_chars += len(u) + (1 if cur else 0)
         cur.append(u)
     if cur:
         chunks.append(" ".join(cur))
         counts.append(cur_n)
-    return chunks, counts, f_chunk, f_start
+    return chunks, counts, f_chunk, f_start, f_char
 
 
 def assemble(facts: Sequence[str], positions: Sequence[float], target_tokens: int, chunk_tokens: int,
@@ -308,9 +314,10 @@ def assemble(facts: Sequence[str], positions: Sequence[float], target_tokens: in
             u_spaced.append(bank.spaced[k])
             u_bare.append(bank.bare[k])
             fact_of.append(-1)
-    chunks, counts, f_chunk, f_start = pack(units, u_spaced, u_bare, chunk_tokens, fact_of)
+    chunks, counts, f_chunk, f_start, f_char = pack(units, u_spaced, u_bare, chunk_tokens, fact_of)
     total = sum(counts)
     return Haystack(chunks=chunks, fact_chunks=f_chunk[:len(facts)], fact_starts=f_start[:len(facts)],
+                    fact_chars=f_char[:len(facts)],
                     fact_depths=[s / total for s in f_start[:len(facts)]], order=order,
                     total_tokens=total)
 

@@ -11,7 +11,7 @@ from typing import Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import SCHEMA, Example
+from .schema import SCHEMA, SPAN_COLUMNS, Example
 
 
 class DataError(ValueError):
@@ -69,6 +69,11 @@ def write_examples(examples: Iterable[Example], path: str | Path) -> Path:
 def validate_schema(schema: pa.Schema, source: str) -> None:
     have = {f.name: f for f in schema}
     missing = [f.name for f in SCHEMA if f.name not in have]
+    if missing and set(missing) <= set(SPAN_COLUMNS):
+        # Training reads these spans instead of searching the text; an older file cannot be
+        # repaired by searching either (that was the bug), so it has to be written again.
+        raise DataError(f"{source}: no {' / '.join(missing)} column: written by a perk version that did not "
+                        f"record answer spans; regenerate it with `perk synth` (or `dvc repro synth`)")
     if missing:
         raise DataError(f"{source}: missing column(s) {missing}; expected the perk example schema "
                         f"({', '.join(SCHEMA.names)})")

@@ -9,7 +9,8 @@ from dataclasses import replace
 
 from ..config import NeedleSpec
 from . import lexicon
-from .base import run
+from .base import fill, run
+from .schema import span
 from .haystack import FillerBank, assemble, as_counter
 
 TASK = "needle"
@@ -32,7 +33,8 @@ def generate(spec: NeedleSpec, split: str, n: int, target_tokens: int, depth: fl
         pos = (lambda: rng.random()) if depth is None else (lambda: float(depth))
         if sub == "passkey":
             value = str(rng.randrange(10000, 100000))
-            facts, keys, values, asked = [PASSKEY.format(value=value)], [None], [value], [0]
+            text, where = fill(PASSKEY, value=value)  # the value is stated twice: both are the answer's
+            facts, value_at, keys, values, asked = [text], [where["value"]], [None], [value], [0]
             question, prefix = PASSKEY_QUESTION, PASSKEY_PREFIX
         else:
             if sub == "single":
@@ -51,12 +53,16 @@ def generate(spec: NeedleSpec, split: str, n: int, target_tokens: int, depth: fl
             else:
                 keys = lexicon.sample(rng, "key", split, n_keys)
             values = lexicon.sample(rng, "value", split, n_keys)
-            facts = [NEEDLE.format(key=k, value=v) for k, v in zip(keys, values)]
+            filled = [fill(NEEDLE, key=k, value=v) for k, v in zip(keys, values)]
+            facts, value_at = [t for t, _ in filled], [w["value"] for _, w in filled]
         positions = [rng.random() for _ in facts]
         positions[asked[0]] = pos()  # other asked needles (multiquery/multivalue) stay random
         hay = assemble(facts, positions, target_tokens, spec.chunk_tokens, bank, rng, counter,
                        what=f"needle/{sub}")
         in_order = [i for i in hay.order if i in set(asked)]
+        fact_spans = [span(c, a, a + len(f)) for f, c, a in zip(facts, hay.fact_chunks, hay.fact_chars)]
+        value_spans = [[span(c, a + s0, a + e0) for s0, e0 in at]
+                       for at, c, a in zip(value_at, hay.fact_chunks, hay.fact_chars)]
         if sub == "passkey":
             pass  # question and prefix set above
         elif sub == "multivalue":
@@ -71,11 +77,14 @@ def generate(spec: NeedleSpec, split: str, n: int, target_tokens: int, depth: fl
             answer=", ".join(values[i] for i in in_order),
             supporting_facts=[facts[i] for i in in_order],
             supporting_chunks=[hay.fact_chunks[i] for i in in_order],
+            fact_spans=[fact_spans[i] for i in in_order],
+            answer_spans=[x for i in in_order for x in value_spans[i]],
             depths=[hay.fact_depths[i] for i in in_order],
             context_tokens=hay.total_tokens,
             extra={"anchor": asked[0], "anchor_depth": hay.fact_depths[asked[0]],
                    "anchor_chunk": hay.fact_chunks[asked[0]], "facts": facts, "keys": keys, "values": values,
-                   "fact_chunks": hay.fact_chunks, "fact_depths": hay.fact_depths})
+                   "fact_chunks": hay.fact_chunks, "fact_depths": hay.fact_depths,
+                   "fact_spans": fact_spans, "value_spans": value_spans})
 
     exs = run(TASK, build, spec.subtasks, split, n, target_tokens, depth, seed, counter, subtask, start)
     if spec.ask_all_keys and split != "test":
@@ -95,5 +104,6 @@ def _ask_every_key(e):
         out.append(replace(e, id=f"{e.id}/k{i}", question=QUESTION.format(key=key),
                            answer_prefix=PREFIX.format(key=key), answer=value,
                            supporting_facts=[x["facts"][i]], supporting_chunks=[x["fact_chunks"][i]],
+                           fact_spans=[x["fact_spans"][i]], answer_spans=list(x["value_spans"][i]),
                            depths=[x["fact_depths"][i]], target_depth=None))
     return out

@@ -11,20 +11,26 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from ..config import RecordsSpec
 from . import lexicon
-from .base import run
+from .base import fill, run
+from .schema import span
 from .haystack import as_counter, choose_count, fit_items, pack_items
 
 TASK = "records"
-RECORD = ("Student record. ID: {id}. Name: {name}. Year: {year}. School: {school} College. "
-          "Major: {major}. Grade: {grade}.")
+RECORD = ("Student record. ID: {id}. Name: {name}. Year: {year}. School: {school}. "
+          "Major: {major}. Grade: {grade}.")  # school: "<name> College", the answer text (field_text)
 FIELDS = ("name", "year", "school", "major", "grade")
 YEARS = tuple(range(2015, 2025))
 GROUP_PHRASE = {"major": "students whose major is {g}", "school": "students at {g} College",
                 "year": "students whose year is {g}"}
 
 
+def render_spans(r: dict) -> tuple[str, dict[str, list[tuple[int, int]]]]:
+    """A record's text and where each field's answer text (field_text) lies in it."""
+    return fill(RECORD, **{f: field_text(r, f) for f in ("id",) + FIELDS})
+
+
 def render(r: dict) -> str:
-    return RECORD.format(**r)
+    return render_spans(r)[0]
 
 
 def field_text(r: dict, f: str) -> str:
@@ -109,7 +115,10 @@ def generate(spec: RecordsSpec, split: str, n: int, target_tokens: int, depth: f
                 answer = average_text(grades)
         else:
             raise ValueError(f"unknown records subtask {sub!r}")
-        rel_texts = [render(r) for r in rel]
+        rendered = [render_spans(r) for r in rel]
+        rel_texts = [t for t, _ in rendered]
+        # what the answer is read from: the asked field (recall), else every relevant grade
+        read = [f] if sub == "recall" else ["grade"]
         budget = target_tokens - sum(counter.many(rel_texts))
         if budget < 0:
             raise ValueError(f"records/{sub}: target length {target_tokens} tokens cannot hold "
@@ -143,6 +152,8 @@ def generate(spec: RecordsSpec, split: str, n: int, target_tokens: int, depth: f
             context=chunks, question=question, answer_prefix="", answer=answer,
             supporting_facts=[rel_texts[i] for i in order],
             supporting_chunks=[slots[i] for i in order],
+            fact_spans=[span(slots[i], 0, len(rel_texts[i])) for i in order],
+            answer_spans=[span(slots[i], a, b) for i in order for k in read for a, b in rendered[i][1][k]],
             depths=[starts[slots[i]] / total for i in order],
             context_tokens=total,
             extra={"anchor_chunk": anchor, "anchor_depth": starts[anchor] / total})

@@ -11,7 +11,8 @@ import math
 
 from ..config import RetrievalSpec
 from . import lexicon
-from .base import run
+from .base import fill, run
+from .schema import span
 from .haystack import as_counter, choose_count, fit_items, pack_items
 
 TASK = "retrieval"
@@ -62,12 +63,14 @@ class DocMaker:
                 self.purposes.add(p)
                 return p
 
-    def doc(self, purpose: tuple) -> tuple[str, str]:
+    def doc(self, purpose: tuple) -> tuple[str, str, tuple[int, int]]:
+        """(API name, document text, where the name lies in the text)."""
         rng = self.rng
         name = self.name()
         params = ", ".join(rng.sample(lexicon.pool("param"), rng.randint(1, 3)))
-        return name, DOC.format(name=name, purpose=purpose_text(purpose), params=params,
-                                returns=rng.choice(RETURNS))
+        text, where = fill(DOC, name=name, purpose=purpose_text(purpose), params=params,
+                           returns=rng.choice(RETURNS))
+        return name, text, where["name"][0]
 
 
 def generate(spec: RetrievalSpec, split: str, n: int, target_tokens: int, depth: float | None, seed: int,
@@ -80,7 +83,7 @@ def generate(spec: RetrievalSpec, split: str, n: int, target_tokens: int, depth:
             raise ValueError(f"unknown retrieval subtask {sub!r}")
         maker = DocMaker(rng, split)
         gold_p = maker.purpose()
-        gold_name, gold_doc = maker.doc(gold_p)
+        gold_name, gold_doc, name_at = maker.doc(gold_p)
         budget = target_tokens - counter(gold_doc)
         if budget < 0:
             raise ValueError(f"retrieval/{sub}: target length {target_tokens} tokens cannot hold the gold "
@@ -106,6 +109,7 @@ def generate(spec: RetrievalSpec, split: str, n: int, target_tokens: int, depth:
         return dict(
             context=chunks, question=QUESTION.format(purpose=purpose_text(gold_p)), answer_prefix=PREFIX,
             answer=gold_name, supporting_facts=[gold_doc], supporting_chunks=[slot],
+            fact_spans=[span(slot, 0, len(gold_doc))], answer_spans=[span(slot, *name_at)],
             depths=[starts[slot] / total], context_tokens=total,
             extra={"anchor_chunk": slot, "anchor_depth": starts[slot] / total})
 

@@ -27,12 +27,26 @@ class Episode:
     questions: dict[str, torch.Tensor]  # qa_batch output: all questions about this context
 
 
-def _support_spans(chunk: str, fact: str, answer: str, mode: str) -> list[tuple[int, int]]:
-    s = chunk.find(fact)
-    if s < 0:
-        return []
-    a = fact.rfind(answer) if mode == "answer" else -1
-    return [(s + a, s + a + len(answer))] if a >= 0 else [(s, s + len(fact))]
+SPAN_COLUMN = {"answer": "answer_spans", "sentence": "fact_spans"}
+
+
+def support_spans(row: dict, mode: str) -> list[tuple[int, int, int]]:
+    """(chunk, start, end) character spans the weighting net should mark, as the generator recorded
+    them: the text the answer is read from (`answer`) or the whole supporting facts (`sentence`).
+    Never a search of the text: "no" would be found inside "Knox", a grade inside an ID."""
+    if mode not in SPAN_COLUMN:
+        raise ValueError(f"meta_train.support_span must be one of {sorted(SPAN_COLUMN)}, got {mode!r}")
+    col = SPAN_COLUMN[mode]
+    if col not in row:
+        raise ValueError(f"row {row.get('id')!r} has no {col!r}: it was synthesized before answer spans were "
+                         f"recorded; regenerate the data with `perk synth` (or `dvc repro synth`)")
+    out = []
+    for sp in row[col]:
+        c, a, b = sp["chunk"], sp["start"], sp["end"]
+        if not (0 <= c < len(row["context"]) and 0 <= a < b <= len(row["context"][c])):
+            raise ValueError(f"row {row.get('id')!r}: {col} entry {sp} lies outside its chunk")
+        out.append((c, a, b))
+    return out
 
 
 def make_episodes(rows: list[dict], tokenizer, span_mode: str = "answer", max_questions: int = 0) -> list[Episode]:
@@ -45,8 +59,8 @@ def make_episodes(rows: list[dict], tokenizer, span_mode: str = "answer", max_qu
         rs = rs[:max_questions] if max_questions else rs
         spans: list[list[tuple[int, int]]] = [[] for _ in ctx]
         for r in rs:
-            for fact, ci in zip(r["supporting_facts"], r["supporting_chunks"]):
-                spans[ci] += _support_spans(ctx[ci], fact, r["answer"], span_mode)
+            for c, a, b in support_spans(r, span_mode):
+                spans[c].append((a, b))
         episodes.append(Episode(
             id=rs[0]["id"], chunks=chunk_batch(tokenizer, list(ctx), supports=spans),
             questions=qa_batch(tokenizer, [question_prompt(r) for r in rs], [answer_target(r) for r in rs])))

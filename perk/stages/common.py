@@ -23,9 +23,24 @@ def rows(p: Params, task: str, split: str) -> list[dict]:
         return imported_rows(p, task, split)
     family, _, sub = task.partition("/")
     path = Path(p.synth.out_dir) / family / f"{split}.parquet"
-    found = [r for r in read_rows(path, task=family) if r["subtask"] == sub]
+    spec = getattr(p.synth.tasks, family)
+    if not spec.enabled:
+        raise DataError(f"{path}: task {task!r} needs family {family!r}, but synth.tasks.{family}.enabled is false")
+    if sub not in spec.subtasks:
+        raise DataError(f"{path}: task {task!r} is not synthesized: synth.tasks.{family}.subtasks is {spec.subtasks}")
+    all_rows = read_rows(path)
+    size = {"train": "n_train", "val": "n_val", "test": "n_test"}[split]
+    if not all_rows:  # an empty split says nothing about its task: name the size that made it empty
+        raise DataError(f"{path}: no rows at all in split {split!r} (synth.tasks.{family}.{size} is "
+                        f"{getattr(spec, size)}); raise it and rerun `perk synth`")
+    held = sorted({r["task"] for r in all_rows})
+    if held != [family]:
+        raise DataError(f"{path}: expected task {family!r}, file holds {held}")
+    found = [r for r in all_rows if r["subtask"] == sub]
     if not found:
-        raise DataError(f"{path}: no {sub!r} rows in split {split!r} (is {sub!r} in synth.tasks.{family}.subtasks?)")
+        raise DataError(f"{path}: no {sub!r} rows in split {split!r} ({len(all_rows)} rows of "
+                        f"{sorted({r['subtask'] for r in all_rows})}; synth.tasks.{family}.{size} is spread over "
+                        f"subtasks x lengths: raise it, or rerun `perk synth` if the file is stale)")
     return found
 
 
