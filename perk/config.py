@@ -482,7 +482,7 @@ class EvalConfig(Section):
     @classmethod
     def _tasks(cls, v: list[str]) -> list[str]:
         if not v:
-            raise ValueError("must list at least one family/subtask")
+            raise ValueError(f"list at least one task; valid tasks: {', '.join(valid_tasks())}")
         for t in v:
             task_or_import(t)
         return v
@@ -554,9 +554,9 @@ class Params(Section):
                            ("evaluate.tasks", self.evaluate.tasks)):
             for t in tasks:
                 if t.partition("/")[0] not in TasksConfig.model_fields and t not in names:
-                    raise ValueError(f"{key}: {t!r} is neither a synth task (family in "
-                                     f"{sorted(TasksConfig.model_fields)}) nor an imported dataset "
-                                     f"(imports.datasets: {sorted(names)})")
+                    raise ValueError(f"{key}: unknown task {t!r}: neither a synth task (valid: "
+                                     f"{', '.join(valid_tasks())}) nor an imported dataset "
+                                     f"(imports.datasets: {', '.join(sorted(names))})")
         return self
 
 

@@ -149,7 +149,7 @@ CASES = [
     ("synth-unknown-task", ["synth", "--tasks", "needle,nope"], None, {}, ["unknown task(s) ['nope']"]),
     ("heads-do-not-divide", ["train", "-P", "model.n_embd=33"], None, {}, ["divisible by n_head"]),
     ("inner-betas", ["train", "-P", "inner.betas=[1.5,0.9]"], None, {}, ["betas must be in [0, 1)"]),
-    ("eval-unknown-subtask", ["evaluate", "-P", "evaluate.tasks=[needle/bogus]"], None, {}, ["unknown subtask"]),
+    ("eval-unknown-subtask", ["evaluate", "-P", "evaluate.tasks=[needle/bogus]"], None, {}, ["unknown task 'needle/bogus'"]),
     ("eval-no-tasks", ["evaluate", "-P", "evaluate.tasks=[]"], None, {}, ["evaluate.tasks", "at least one"]),
     ("eval-unknown-method", ["evaluate", "-P", "evaluate.methods=[magic]"], None, {}, ["evaluate.methods"]),
     ("eval-only-length-negative", ["evaluate", "-P", "evaluate.only_lengths=[-5]"], None, {},
@@ -157,7 +157,7 @@ CASES = [
     ("profile-micro-batch-zero", ["profile", "-P", "profile.micro_batches=[0]"], None, {},
      ["profile.micro_batches"]),
     ("train-task-not-synthesized", ["train", "-P", "meta_train.task=needle/single"], None, {},
-     ["train.parquet: no 'single' rows"]),
+     ["train.parquet: task 'needle/single' is not synthesized"]),
     # artifacts: missing, truncated, foreign
     ("profile-perk-safetensors-truncated", ["profile"], truncate("data/meta_train/perk.safetensors", 5000), {},
      ["data/meta_train/perk.safetensors", "not a readable safetensors file", "perk meta-train"]),
