@@ -54,7 +54,7 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
     params["synth"]["tasks"]["babilong"] = TWO_FAMILIES  # two families enabled: runs must not split
     (proj / "params.yaml").write_text(yaml.safe_dump(params))
     out = _run([str(BIN / "dvc"), "repro"], proj)
-    assert "meta-train: 4/4 (100%)" in out and "evaluate needle/multikey (cells): 8/8 (100%)" in out, out[-3000:]
+    assert "meta-train: 4/4 (100%)" in out and "evaluate needle/multikey (cells): 16/16 (100%)" in out, out[-3000:]  # 2 methods + 2 controls x 4 cells
     d = proj / "data"
     for f in ("synth/needle/test.parquet", "synth/babilong/test.parquet", "pretrain/base.safetensors",
               "meta_train/perk.safetensors", "baseline/model.safetensors", "eval/metrics.json", "eval/predictions.parquet",
@@ -138,7 +138,7 @@ def test_kill_9_during_meta_train_resumes_to_the_same_adapter(tmp_path):
     ("train", "inner.steps=0", "inner.steps"),
     ("train", "meta_train.lr=-1", "meta_train.lr"),
     ("train", "lora.rank=0", "lora.rank"),
-    ("train", "meta_train.task=needle/nope", "unknown subtask"),
+    ("train", "meta_train.task=needle/nope", "unknown task 'needle/nope'"),
     ("tokenizer", "model.name=/nonexistent/model", "no tokenizer at '/nonexistent/model'"),
     ("train", "synth.out_dir=/nonexistent", "run `perk tokenizer`"),
 ])
