@@ -62,8 +62,9 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
               "profile/points.csv", "profile/metrics.json", "profile/plots/memory_vs_length.png"):
         assert (d / f).exists(), f
     metrics = json.loads((d / "eval" / "metrics.json").read_text())
-    assert set(metrics) == {"perk", "baseline"}
-    assert "em_1024" in metrics["perk"]["needle_multikey"]
+    assert set(metrics) == {"perk", "baseline", "perk_no_inner", "perk_wrong_context", "chance"}
+    assert "em_1024" in metrics["perk"]["needle_multikey"] and "distractor_1024" in metrics["perk"]["needle_multikey"]
+    assert "em_1024" in metrics["perk_no_inner"]["needle_multikey"] and metrics["chance"]["needle_multikey"] == 1 / 230
     prof = json.loads((d / "profile" / "metrics.json").read_text())
     assert set(prof["memory_growth"]) == {"perk_mb4", "prompt"}
     again = _run([str(BIN / "dvc"), "repro"], proj)
