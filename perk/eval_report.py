@@ -3,16 +3,11 @@ predictions.parquet, accuracy.csv (for `dvc plots`) and the plots, all atomicall
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
-from .data.io import atomic_write_bytes
+from .data.io import atomic_write_bytes, atomic_write_json
 
 CURVE_FIELDS = ["method", "task", "length", "acc", "lo", "hi"]
-
-
-def _json(path: Path, obj) -> None:
-    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
 
 
 def flat_metrics(summary: dict) -> tuple[dict, list[dict]]:
@@ -51,8 +46,8 @@ def _depth_grid(t: dict) -> tuple[list[list], list[float], list[int]]:
     return grid, depths, lengths
 
 
-def write(out: Path, preds: list[dict], summary: dict, train_length: dict[str, int]) -> tuple[dict, list[Path]]:
-    """All evaluate outputs under `out`; returns (metrics, plot files). `train_length[task]` marks
+def write(out: Path, preds: list[dict], summary: dict, train_length: dict[str, int]) -> tuple[dict, list[dict], list[Path]]:
+    """All evaluate outputs under `out`; returns (metrics, accuracy curve rows, plot files). `train_length[task]` marks
     the trained length on each accuracy plot."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -64,8 +59,8 @@ def write(out: Path, preds: list[dict], summary: dict, train_length: dict[str, i
     table = pa.Table.from_pylist(preds, schema=PRED_SCHEMA)
     atomic_write_bytes(out / "predictions.parquet", lambda tmp: pq.write_table(table, tmp))
     metrics, curve = flat_metrics(summary)
-    _json(out / "metrics.json", metrics)
-    _json(out / "summary.json", summary)
+    atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_json(out / "summary.json", summary)
 
     def write_csv(tmp):
         with open(tmp, "w", newline="") as f:
@@ -84,4 +79,4 @@ def write(out: Path, preds: list[dict], summary: dict, train_length: dict[str, i
                 if depths:
                     figs.append(plots.heatmap(grid, depths, lengths, out / "plots" / f"{key}_{method}_heatmap.png",
                                               f"{method}: {task} exact match by length x depth"))
-    return metrics, figs
+    return metrics, curve, figs

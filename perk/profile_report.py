@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
-from .data.io import atomic_write_bytes
+from .data.io import atomic_write_bytes, atomic_write_json
 from .profile import growth_ratios
 
 FIELDS = ["method", "length", "status", "peak_mib", "peak_mib_max", "seconds", "seconds_min", "seconds_max",
@@ -25,8 +24,7 @@ def write(out: Path, points: list[dict], device: str, lengths: list[int]) -> tup
     mem, lat = growth_ratios(points, "peak_mib"), growth_ratios(points, "seconds")
     metrics = {"device": device, "lengths": [min(lengths), max(lengths)], "memory_growth": mem, "latency_growth": lat,
                "failed_points": {f"{q['method']}@{q['length']}": q["status"] for q in points if q["status"] != "ok"}}
-    atomic_write_bytes(out / "metrics.json",
-                       lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n"))
+    atomic_write_json(out / "metrics.json", metrics)
     figs = [plots.scaling(points, "peak_mib", out / "plots" / "memory_vs_length.png",
                           "peak memory vs context length", "peak memory above model (MiB)"),
             plots.scaling(points, "seconds", out / "plots" / "latency_vs_length.png",

@@ -41,6 +41,13 @@ def atomic_write_bytes(path: str | Path, write) -> None:
         raise
 
 
+def atomic_write_json(path: str | Path, obj) -> Path:
+    """`obj` as indented, key-sorted JSON, written atomically (metrics, summaries, run records)."""
+    import json
+    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
+    return Path(path)
+
+
 @contextmanager
 def atomic_dir(path: str | Path):
     """Yield a temp directory beside `path` (named `.<name>.*`); on success it replaces `path` whole."""

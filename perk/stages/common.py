@@ -90,9 +90,8 @@ def _without_dirs(tree):
 
 
 def write_json(path: Path, obj) -> Path:
-    from ..data.io import atomic_write_bytes
-    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
-    return path
+    from ..data.io import atomic_write_json
+    return atomic_write_json(path, obj)
 
 
 def run_id(out_dir: str) -> str | None:

@@ -70,9 +70,9 @@ def evaluate(p: Params, progress: bool = True) -> Path:
         preds += run_cells(answerers, task, rows[task], cfg.per_cell, cells, progress)
     summary = summarize(preds)
     trained = {t: train_length(p, t) for t in cfg.tasks}
-    metrics, figs = eval_report.write(out, preds, summary, trained)
+    _, curve, figs = eval_report.write(out, preds, summary, trained)
     evaluate_bench.report(out, preds, rows, tracking.log_metrics)  # imported tasks: the benchmark's own metric
-    for point in eval_report.flat_metrics(summary)[1]:  # the accuracy curve: EM per method, task, length
+    for point in curve:  # EM per method, task, length
         tracking.log_metrics({f"{point['method']}/{point['task'].replace('/', '_')}/em": point["acc"]}, point["length"])
     for f in figs:
         tracking.log_artifact(f, "plots")
