@@ -73,7 +73,7 @@ def _cell(task: str, spec: TaskSpec, split: str, sub: str, length: int, depth, n
 def synthesize(cfg: SynthConfig, tokenizer, out_dir: str | Path | None = None,
                progress: bool = True) -> dict[str, Path]:
     """Write every enabled task's splits; returns {"task/split": path}."""
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     out = Path(out_dir if out_dir is not None else cfg.out_dir)
     if isinstance(tokenizer, (str, Path)):  # a saved tokenizer directory or a model name
@@ -84,9 +84,10 @@ def synthesize(cfg: SynthConfig, tokenizer, out_dir: str | Path | None = None,
     plans = {(t, s): plan(t, spec, s) for t, spec in tasks.items() for s in SPLITS}
     total = sum(n for cells in plans.values() for *_, n in cells)
     written: dict[str, Path] = {}
-    with tqdm(total=total, desc="synth", unit="ex", disable=not progress) as bar:
+    # a bar on a terminal, plain lines under dvc repro / CI (perk/progress.py), like every stage
+    with progress_bar(total=total, desc="synth", unit="ex", enabled=progress) as bar:
         for (task, split), cells in plans.items():
-            bar.set_postfix_str(f"{task}/{split}")
+            bar.set_postfix(split=f"{task}/{split}")
             examples: list[Example] = []
             for sub, length, depth, n in cells:
                 examples += _cell(task, tasks[task], split, sub, length, depth, n, cfg.seed, counter)
