@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..config import BabilongSpec
 from . import lexicon
-from .base import fill, run, shift
+from .base import fill, run, shift, with_siblings
 from .schema import span
 from .haystack import FillerBank, assemble, as_counter
 
@@ -153,6 +153,7 @@ def generate(spec: BabilongSpec, split: str, n: int, target_tokens: int, depth: 
             raise ValueError(f"babilong/{sub}: no answerable question in {MAX_TRIES} stories of "
                              f"{spec.num_facts} facts; raise num_facts")
         question, answer, support = rng.choice(qs)
+        others = [q for q in qs if q[0] != question]  # ask_all: the story's other questions
         anchor = support[-1]
         d = rng.random() if depth is None else float(depth)
         before = sorted(rng.uniform(0, d) for _ in range(anchor))
@@ -160,17 +161,22 @@ def generate(spec: BabilongSpec, split: str, n: int, target_tokens: int, depth: 
         positions = before + [d] + after
         hay = assemble(sents, positions, target_tokens, spec.chunk_tokens, bank, rng, counter,
                        what=f"babilong/{sub}")
-        return dict(
-            context=hay.chunks, question=question, answer_prefix="", answer=answer,
-            supporting_facts=[sents[i] for i in support],
-            supporting_chunks=[hay.fact_chunks[i] for i in support],
-            fact_spans=[span(hay.fact_chunks[i], hay.fact_chars[i], hay.fact_chars[i] + len(sents[i]))
-                        for i in support],
-            answer_spans=[span(hay.fact_chunks[i], a, b) for i in support
-                          for a, b in shift(world.value_spans[i], hay.fact_chars[i])],
-            depths=[hay.fact_depths[i] for i in support],
-            context_tokens=hay.total_tokens,
-            extra={"story": sents, "anchor_depth": hay.fact_depths[anchor],
-                   "anchor_chunk": hay.fact_chunks[anchor]})
 
-    return run(TASK, build, spec.subtasks, split, n, target_tokens, depth, seed, counter, subtask, start)
+        def asked(question, answer, support):
+            return dict(
+                question=question, answer_prefix="", answer=answer,
+                supporting_facts=[sents[i] for i in support],
+                supporting_chunks=[hay.fact_chunks[i] for i in support],
+                fact_spans=[span(hay.fact_chunks[i], hay.fact_chars[i], hay.fact_chars[i] + len(sents[i]))
+                            for i in support],
+                answer_spans=[span(hay.fact_chunks[i], a, b) for i in support
+                              for a, b in shift(world.value_spans[i], hay.fact_chars[i])],
+                depths=[hay.fact_depths[i] for i in support])
+
+        return dict(
+            context=hay.chunks, **asked(question, answer, support), context_tokens=hay.total_tokens,
+            extra={"story": sents, "anchor_depth": hay.fact_depths[anchor],
+                   "anchor_chunk": hay.fact_chunks[anchor], "others": [asked(*q) for q in others]})
+
+    exs = run(TASK, build, spec.subtasks, split, n, target_tokens, depth, seed, counter, subtask, start)
+    return with_siblings(exs) if spec.ask_all and split != "test" else exs
