@@ -96,6 +96,8 @@ class BabilongSpec(TaskSpec):
     num_facts: int = Field(8, ge=2, le=200, description="bAbI story sentences per example")
     ask_all: bool = Field(False, description="train/val: one row per question the story answers (qa1: every "
                           "person who moved), same context, so one encode serves all of them")
+    answer_prefix: bool = Field(False, description="RULER-style answer prefix ('Mary is in the'): the asked "
+                                "name sits as far before the answer as in the story's sentence")
 
     @classmethod
     def allowed_subtasks(cls) -> set[str]:

@@ -7,6 +7,8 @@ at the requested depth; the other story sentences keep their order around it.
 """
 from __future__ import annotations
 
+import re
+
 from ..config import BabilongSpec
 from . import lexicon
 from .base import fill, run, shift, with_siblings
@@ -108,6 +110,19 @@ def simulate(rng, sub: str, num_facts: int, people, rooms, objects):
     return sents, w
 
 
+def answer_prefix(question: str) -> str:
+    """RULER-style cue ending right before the room (`BabilongSpec.answer_prefix`): the asked
+    person/object sits 3 tokens before the answer, as the person does before the room in a
+    move ("Mary went to the kitchen"), so a local layer reads the same key in both."""
+    m = re.fullmatch(r"Where is (the )?(\w+)\?", question)
+    if m:
+        return f"{'The ' if m.group(1) else ''}{m.group(2)} is in the"
+    m = re.fullmatch(r"Where was the (\w+) before the (\w+)\?", question)
+    if m:
+        return f"Before the {m.group(2)}, the {m.group(1)} was in the"
+    raise ValueError(f"no answer prefix for babilong question {question!r}")
+
+
 def questions(sub: str, w: World, objects) -> list[tuple[str, str, list[int]]]:
     """Every question of this subtask the story answers, as (question, answer, supporting idx)."""
     out = []
@@ -164,7 +179,7 @@ def generate(spec: BabilongSpec, split: str, n: int, target_tokens: int, depth: 
 
         def asked(question, answer, support):
             return dict(
-                question=question, answer_prefix="", answer=answer,
+                question=question, answer_prefix=answer_prefix(question) if spec.answer_prefix else "", answer=answer,
                 supporting_facts=[sents[i] for i in support],
                 supporting_chunks=[hay.fact_chunks[i] for i in support],
                 fact_spans=[span(hay.fact_chunks[i], hay.fact_chars[i], hay.fact_chars[i] + len(sents[i]))
