@@ -94,7 +94,7 @@ class BabilongSpec(TaskSpec):
     n_val: int = Field(32, ge=0)
     n_test: int = Field(5, ge=0, description="examples per (eval length, depth) cell")
     num_facts: int = Field(8, ge=2, le=200, description="bAbI story sentences per example")
-    ask_all: bool = Field(False, description="train/val: one row per question the story answers (qa1: every "
+    ask_all: bool = Field(True, description="train/val: one row per question the story answers (qa1: every "
                           "person who moved), same context, so one encode serves all of them")
     answer_prefix: bool = Field(False, description="RULER-style answer prefix ('Mary is in the'): the asked "
                                 "name sits as far before the answer as in the story's sentence")
@@ -108,7 +108,7 @@ class RecordsSpec(TaskSpec):
     subtasks: list[str] = Field(default_factory=lambda: ["recall", "relation", "aggregate"])
     n_val: int = Field(32, ge=0)
     n_test: int = Field(5, ge=0, description="examples per (eval length, depth) cell")
-    ask_records: int = Field(0, ge=0, le=64, description="train/val recall: every field of this many records "
+    ask_records: int = Field(3, ge=0, le=64, description="train/val recall: every field of this many records "
                              "of each context is asked (the relevant one first, then distractors), one encode "
                              "serving all of them; 0: one question per context")
 

@@ -7,8 +7,8 @@ from perk.config import BabilongSpec, RecordsSpec, RetrievalSpec
 from perk.data import babilong, records, retrieval
 
 CASES = [
-    (babilong, BabilongSpec(subtasks=["qa1"]), BabilongSpec(subtasks=["qa1"], ask_all=True)),
-    (records, RecordsSpec(subtasks=["recall"]), RecordsSpec(subtasks=["recall"], ask_records=3)),
+    (babilong, BabilongSpec(subtasks=["qa1"], ask_all=False), BabilongSpec(subtasks=["qa1"], ask_all=True)),
+    (records, RecordsSpec(subtasks=["recall"], ask_records=0), RecordsSpec(subtasks=["recall"], ask_records=3)),
     (retrieval, RetrievalSpec(subtasks=["random"]), RetrievalSpec(subtasks=["random"], ask_docs=4)),
 ]
 
