@@ -94,6 +94,10 @@ class BabilongSpec(TaskSpec):
     n_val: int = Field(32, ge=0)
     n_test: int = Field(5, ge=0, description="examples per (eval length, depth) cell")
     num_facts: int = Field(8, ge=2, le=200, description="bAbI story sentences per example")
+    ask_all: bool = Field(True, description="train/val: one row per question the story answers (qa1: every "
+                          "person who moved), same context, so one encode serves all of them")
+    answer_prefix: bool = Field(False, description="RULER-style answer prefix ('Mary is in the'): the asked "
+                                "name sits as far before the answer as in the story's sentence")
 
     @classmethod
     def allowed_subtasks(cls) -> set[str]:
@@ -104,6 +108,9 @@ class RecordsSpec(TaskSpec):
     subtasks: list[str] = Field(default_factory=lambda: ["recall", "relation", "aggregate"])
     n_val: int = Field(32, ge=0)
     n_test: int = Field(5, ge=0, description="examples per (eval length, depth) cell")
+    ask_records: int = Field(3, ge=0, le=64, description="train/val recall: every field of this many records "
+                             "of each context is asked (the relevant one first, then distractors), one encode "
+                             "serving all of them; 0: one question per context")
 
     @classmethod
     def allowed_subtasks(cls) -> set[str]:
@@ -114,6 +121,8 @@ class RetrievalSpec(TaskSpec):
     subtasks: list[str] = Field(default_factory=lambda: ["first", "middle", "last", "random"])
     n_val: int = Field(32, ge=0)
     n_test: int = Field(5, ge=0, description="examples per (eval length, depth) cell")
+    ask_docs: int = Field(1, ge=1, le=64, description="train/val: documents of each context asked about (the "
+                          "gold one first, then distractors, each by its own purpose), one encode serving all")
 
     @classmethod
     def allowed_subtasks(cls) -> set[str]:

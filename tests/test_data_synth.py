@@ -56,7 +56,10 @@ def test_synthesize_writes_every_split_with_the_grid(synth_run, tiny_tokenizer):
                 extra = sum(1 for r in rows if r["subtask"] == "multikey" and "/k" in r["id"])
                 assert extra == (spec.num_keys - 1) * sum(1 for r in rows if r["subtask"] == "multikey"
                                                          and "/k" not in r["id"])
-            assert len(rows) == n + extra
+            siblings = sum(1 for r in rows if "/ask" in r["id"])  # other families: more questions per context
+            assert len({tuple(r["context"]) for r in rows if "/ask" in r["id"]}
+                       - {tuple(r["context"]) for r in rows if "/ask" not in r["id"]}) == 0
+            assert len(rows) == n + extra + siblings
             assert {r["subtask"] for r in rows} == set(spec.subtasks[:n])  # spread evenly over subtasks
             assert all(r["target_depth"] is None or task == "retrieval" for r in rows)
         for r in rows:

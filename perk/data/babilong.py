@@ -7,9 +7,11 @@ at the requested depth; the other story sentences keep their order around it.
 """
 from __future__ import annotations
 
+import re
+
 from ..config import BabilongSpec
 from . import lexicon
-from .base import fill, run, shift
+from .base import fill, run, shift, with_siblings
 from .schema import span
 from .haystack import FillerBank, assemble, as_counter
 
@@ -108,6 +110,19 @@ def simulate(rng, sub: str, num_facts: int, people, rooms, objects):
     return sents, w
 
 
+def answer_prefix(question: str) -> str:
+    """RULER-style cue ending right before the room (`BabilongSpec.answer_prefix`): the asked
+    person/object sits 3 tokens before the answer, as the person does before the room in a
+    move ("Mary went to the kitchen"), so a local layer reads the same key in both."""
+    m = re.fullmatch(r"Where is (the )?(\w+)\?", question)
+    if m:
+        return f"{'The ' if m.group(1) else ''}{m.group(2)} is in the"
+    m = re.fullmatch(r"Where was the (\w+) before the (\w+)\?", question)
+    if m:
+        return f"Before the {m.group(2)}, the {m.group(1)} was in the"
+    raise ValueError(f"no answer prefix for babilong question {question!r}")
+
+
 def questions(sub: str, w: World, objects) -> list[tuple[str, str, list[int]]]:
     """Every question of this subtask the story answers, as (question, answer, supporting idx)."""
     out = []
@@ -153,6 +168,7 @@ def generate(spec: BabilongSpec, split: str, n: int, target_tokens: int, depth: 
             raise ValueError(f"babilong/{sub}: no answerable question in {MAX_TRIES} stories of "
                              f"{spec.num_facts} facts; raise num_facts")
         question, answer, support = rng.choice(qs)
+        others = [q for q in qs if q[0] != question]  # ask_all: the story's other questions
         anchor = support[-1]
         d = rng.random() if depth is None else float(depth)
         before = sorted(rng.uniform(0, d) for _ in range(anchor))
@@ -160,17 +176,22 @@ def generate(spec: BabilongSpec, split: str, n: int, target_tokens: int, depth: 
         positions = before + [d] + after
         hay = assemble(sents, positions, target_tokens, spec.chunk_tokens, bank, rng, counter,
                        what=f"babilong/{sub}")
-        return dict(
-            context=hay.chunks, question=question, answer_prefix="", answer=answer,
-            supporting_facts=[sents[i] for i in support],
-            supporting_chunks=[hay.fact_chunks[i] for i in support],
-            fact_spans=[span(hay.fact_chunks[i], hay.fact_chars[i], hay.fact_chars[i] + len(sents[i]))
-                        for i in support],
-            answer_spans=[span(hay.fact_chunks[i], a, b) for i in support
-                          for a, b in shift(world.value_spans[i], hay.fact_chars[i])],
-            depths=[hay.fact_depths[i] for i in support],
-            context_tokens=hay.total_tokens,
-            extra={"story": sents, "anchor_depth": hay.fact_depths[anchor],
-                   "anchor_chunk": hay.fact_chunks[anchor]})
 
-    return run(TASK, build, spec.subtasks, split, n, target_tokens, depth, seed, counter, subtask, start)
+        def asked(question, answer, support):
+            return dict(
+                question=question, answer_prefix=answer_prefix(question) if spec.answer_prefix else "", answer=answer,
+                supporting_facts=[sents[i] for i in support],
+                supporting_chunks=[hay.fact_chunks[i] for i in support],
+                fact_spans=[span(hay.fact_chunks[i], hay.fact_chars[i], hay.fact_chars[i] + len(sents[i]))
+                            for i in support],
+                answer_spans=[span(hay.fact_chunks[i], a, b) for i in support
+                              for a, b in shift(world.value_spans[i], hay.fact_chars[i])],
+                depths=[hay.fact_depths[i] for i in support])
+
+        return dict(
+            context=hay.chunks, **asked(question, answer, support), context_tokens=hay.total_tokens,
+            extra={"story": sents, "anchor_depth": hay.fact_depths[anchor],
+                   "anchor_chunk": hay.fact_chunks[anchor], "others": [asked(*q) for q in others]})
+
+    exs = run(TASK, build, spec.subtasks, split, n, target_tokens, depth, seed, counter, subtask, start)
+    return with_siblings(exs) if spec.ask_all and split != "test" else exs

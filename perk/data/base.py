@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 import string
+from dataclasses import replace
 from typing import Callable
 
 from .haystack import TokenCounter, as_counter, stable_seed
@@ -68,3 +69,13 @@ def run(task: str, build: Callable, subtasks: list[str], split: str, n: int, tar
             task=task, subtask=sub, split=split, target_tokens=int(target_tokens),
             target_depth=None if depth is None else float(depth), seed=s, **fields))
     return out
+
+
+def with_siblings(examples: list[Example]) -> list[Example]:
+    """Each example, then one sibling row per further question its build recorded in
+    `extra["others"]` (question/answer fields): the same context asked again, so one encode in
+    meta-training serves every question (needle's ask_all_keys, for the other families). The first
+    row is the example as it is without siblings; siblings carry no target depth (their facts sit
+    where they fell)."""
+    return [x for e in examples for x in [e] + [replace(e, id=f"{e.id}/ask{j}", target_depth=None, **fields)
+                                               for j, fields in enumerate(e.extra.get("others", ()), 1)]]

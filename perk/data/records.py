@@ -7,13 +7,14 @@ requested depth; other relevant records go to random positions.
 from __future__ import annotations
 
 import math
+import random
 from decimal import ROUND_HALF_UP, Decimal
 
 from ..config import RecordsSpec
 from . import lexicon
-from .base import fill, run
+from .base import fill, run, with_siblings
 from .schema import span
-from .haystack import as_counter, choose_count, fit_items, pack_items
+from .haystack import as_counter, choose_count, fit_items, pack_items, stable_seed
 
 TASK = "records"
 RECORD = ("Student record. ID: {id}. Name: {name}. Year: {year}. School: {school}. "
@@ -124,17 +125,21 @@ def generate(spec: RecordsSpec, split: str, n: int, target_tokens: int, depth: f
             raise ValueError(f"records/{sub}: target length {target_tokens} tokens cannot hold "
                              f"{len(rel)} relevant records; use a longer length")
         distract: list[str] = []
+        distract_recs: list[dict] = []
         counts: list[int] = []
         while True:
             more = max(4, math.ceil((budget - sum(counts)) / 30) + 4)
-            new = [render(maker.make(avoid=avoid)) for _ in range(more)]
+            recs = [maker.make(avoid=avoid) for _ in range(more)]
+            new = [render(r) for r in recs]
             distract += new
+            distract_recs += recs
             counts += counter.many(new)
             k = choose_count(counts, budget)
             if k + 8 < len(counts):  # spare candidates for fit_items
                 break
         keep = fit_items(counts, budget)
         distract = [distract[i] for i in keep]
+        distract_recs = [distract_recs[i] for i in keep]
         n_total = len(rel) + len(distract)
         d = rng.random() if depth is None else float(depth)
         anchor = round(d * (n_total - 1))
@@ -148,6 +153,22 @@ def generate(spec: RecordsSpec, split: str, n: int, target_tokens: int, depth: f
         chunk_counts = counter.many(chunks)
         starts, total = pack_items(chunks, chunk_counts)
         order = sorted(range(len(rel)), key=lambda r_i: slots[r_i])
+        others = []
+        if sub == "recall" and spec.ask_records and split != "test":
+            # every field of the relevant record and of ask_records - 1 distractors; a separate rng
+            # keeps the example itself identical to the one a single question gets
+            free = [c for c in range(n_total) if c not in set(slots)]
+            pick = random.Random(stable_seed(s, "ask_records")).sample(
+                range(len(distract_recs)), min(spec.ask_records - 1, len(distract_recs)))
+            asked = [(rel[0], slots[0], [g for g in FIELDS if g != f])] + [
+                (distract_recs[j], free[j], list(FIELDS)) for j in pick]
+            for r, c, fields in asked:
+                text, where = render_spans(r)
+                for g in fields:
+                    others.append(dict(
+                        question=f"What is the {g} of the student with ID {r['id']}?", answer=field_text(r, g),
+                        supporting_facts=[text], supporting_chunks=[c], fact_spans=[span(c, 0, len(text))],
+                        answer_spans=[span(c, a, b) for a, b in where[g]], depths=[starts[c] / total]))
         return dict(
             context=chunks, question=question, answer_prefix="", answer=answer,
             supporting_facts=[rel_texts[i] for i in order],
@@ -156,6 +177,7 @@ def generate(spec: RecordsSpec, split: str, n: int, target_tokens: int, depth: f
             answer_spans=[span(slots[i], a, b) for i in order for k in read for a, b in rendered[i][1][k]],
             depths=[starts[slots[i]] / total for i in order],
             context_tokens=total,
-            extra={"anchor_chunk": anchor, "anchor_depth": starts[anchor] / total})
+            extra={"anchor_chunk": anchor, "anchor_depth": starts[anchor] / total, "others": others})
 
-    return run(TASK, build, spec.subtasks, split, n, target_tokens, depth, seed, counter, subtask, start)
+    exs = run(TASK, build, spec.subtasks, split, n, target_tokens, depth, seed, counter, subtask, start)
+    return with_siblings(exs)  # records/recall with ask_records (train/val): every field asked

@@ -8,12 +8,13 @@ names are code names unrelated to the purpose, so the answer cannot be guessed f
 from __future__ import annotations
 
 import math
+import random
 
 from ..config import RetrievalSpec
 from . import lexicon
-from .base import fill, run
+from .base import fill, run, with_siblings
 from .schema import span
-from .haystack import as_counter, choose_count, fit_items, pack_items
+from .haystack import as_counter, choose_count, fit_items, pack_items, stable_seed
 
 TASK = "retrieval"
 DOC = "API: {name}. Description: Use it to {purpose}. Parameters: {params}. Returns: {returns}."
@@ -89,16 +90,23 @@ def generate(spec: RetrievalSpec, split: str, n: int, target_tokens: int, depth:
             raise ValueError(f"retrieval/{sub}: target length {target_tokens} tokens cannot hold the gold "
                              f"document; use a longer length")
         docs: list[str] = []
+        made: list[tuple] = []  # (purpose, name, name span) of each candidate distractor
         counts: list[int] = []
         while True:
             more = max(4, math.ceil((budget - sum(counts)) / 40) + 4)
-            new = [maker.doc(maker.purpose(near=gold_p))[1] for _ in range(more)]
+            new = []
+            for _ in range(more):
+                p = maker.purpose(near=gold_p)
+                name, text, at = maker.doc(p)
+                new.append(text)
+                made.append((p, name, at))
             docs += new
             counts += counter.many(new)
             k = choose_count(counts, budget)
             if k + 8 < len(counts):  # spare candidates for fit_items
                 break
-        docs = [docs[i] for i in fit_items(counts, budget)]
+        keep = fit_items(counts, budget)
+        docs, made = [docs[i] for i in keep], [made[i] for i in keep]
         n_total = len(docs) + 1
         d = SUBTASK_DEPTH[sub]
         if d is None:
@@ -106,15 +114,26 @@ def generate(spec: RetrievalSpec, split: str, n: int, target_tokens: int, depth:
         slot = round(d * (n_total - 1))
         chunks = docs[:slot] + [gold_doc] + docs[slot:]
         starts, total = pack_items(chunks, counter.many(chunks))
+        others = []
+        if spec.ask_docs > 1 and split != "test":
+            # distractors asked by their own (distinct) purposes; a separate rng keeps the example
+            # itself identical to the one a single question gets
+            for j in random.Random(stable_seed(s, "ask_docs")).sample(range(len(docs)), min(spec.ask_docs - 1, len(docs))):
+                c = j if j < slot else j + 1
+                p, name, at = made[j]
+                others.append(dict(
+                    question=QUESTION.format(purpose=purpose_text(p)), answer=name, supporting_facts=[docs[j]],
+                    supporting_chunks=[c], fact_spans=[span(c, 0, len(docs[j]))], answer_spans=[span(c, *at)],
+                    depths=[starts[c] / total]))
         return dict(
             context=chunks, question=QUESTION.format(purpose=purpose_text(gold_p)), answer_prefix=PREFIX,
             answer=gold_name, supporting_facts=[gold_doc], supporting_chunks=[slot],
             fact_spans=[span(slot, 0, len(gold_doc))], answer_spans=[span(slot, *name_at)],
             depths=[starts[slot] / total], context_tokens=total,
-            extra={"anchor_chunk": slot, "anchor_depth": starts[slot] / total})
+            extra={"anchor_chunk": slot, "anchor_depth": starts[slot] / total, "others": others})
 
     out = run(TASK, build, spec.subtasks, split, n, target_tokens, depth, seed, counter, subtask, start)
     for e in out:
         if SUBTASK_DEPTH[e.subtask] is not None:
             e.target_depth = SUBTASK_DEPTH[e.subtask]
-    return out
+    return with_siblings(out)  # ask_docs > 1 (train/val): several documents asked per context

@@ -22,7 +22,7 @@ import random
 
 import torch
 
-from ..data import needle, records, retrieval
+from ..data import babilong, needle, records, retrieval
 from ..data.babilong import MOVE
 from ..data.lexicon import pool
 from ..prompts import answer_target, question_prompt
@@ -38,7 +38,7 @@ def _qa(question: str, prefix: str, answer: str) -> str:
 
 class Exposure:
     def __init__(self, tokenizer, keys: str = "train", seed: int = 0, rows: int = 2, per_row: int = 5,
-                 family: str = "needle"):
+                 family: str = "needle", babilong_prefix: bool = False):
         if keys not in ("train", "all"):
             raise ValueError(f"exposure keys must be 'train' or 'all', got {keys!r}")
         if family not in FAMILIES:
@@ -48,6 +48,7 @@ class Exposure:
         self.values = pool("value")
         self.people = pool("person", "train") if keys == "train" else pool("person")  # babilong's keys
         self.seed, self.rows, self.per_row = seed, rows, per_row
+        self.babilong_prefix = babilong_prefix  # the questions' answer prefix (BabilongSpec.answer_prefix)
 
     def texts(self, step: int) -> list[str]:
         # a function of (seed, step): a resumed run sees the same text as an uninterrupted one
@@ -62,7 +63,8 @@ class Exposure:
         person, room = rng.choice(self.people), rng.choice(pool("room"))
         if rng.random() < 0.5:
             return f"{person} {rng.choice(MOVE)} to the {room}."
-        return _qa(f"Where is {person}?", "", room)
+        q = f"Where is {person}?"
+        return _qa(q, babilong.answer_prefix(q) if self.babilong_prefix else "", room)
 
     def _records(self, rng) -> str:
         r = dict(id=rng.randrange(10000, 100000),

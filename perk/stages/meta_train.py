@@ -37,7 +37,8 @@ def meta_train(p: Params, progress: bool = True) -> Path:
     val_eps = make_episodes(common.rows(p, cfg.task, "val"), tok, cfg.support_span)[:cfg.eval_examples]
     distributed.init()  # under torchrun: join the group; only rank 0 tracks and writes (perk/distributed.py)
     bundle = _bundle(p, tok)
-    expo = (Exposure(tok, "train", seed=p.seed + 1, family=cfg.task.split("/")[0])  # the trained family's answer words
+    expo = (Exposure(tok, "train", seed=p.seed + 1, family=cfg.task.split("/")[0],
+                     babilong_prefix=p.synth.tasks.babilong.answer_prefix)  # the trained family's answer words
             if cfg.exposure_weight > 0 else None)
     fp = common.fingerprint(p, "seed", "model", "lora", "inner", "meta_train", "synth",
                             files=(common.base_path(p), common.net_path(p), common.tokenizer_file(p)))

@@ -37,7 +37,8 @@ def pretrain(p: Params, progress: bool = True) -> Path:
     eps = make_episodes(common.rows(p, p.meta_train.task, "train"), tok, p.meta_train.support_span)
     base = load_model(p.model, tok)
     net = TokenWeightNet(base.config.hidden_size) if pc.lr_weight_net > 0 else None
-    expo = Exposure(tok, pc.exposure_keys, seed=p.seed, family=p.meta_train.task.split("/")[0]) if pc.exposure else None
+    expo = Exposure(tok, pc.exposure_keys, seed=p.seed, family=p.meta_train.task.split("/")[0],
+                    babilong_prefix=p.synth.tasks.babilong.answer_prefix) if pc.exposure else None
     recall = RecallText(tok, p.seed, pc.recall_batch, pc.recall_length, pc.recall_min_length, pc.recall_ramp_steps,
                         pc.recall_facts, pc.recall_answer_weight, pc.recall_hold_steps) if pc.recall else None
     mt = p.meta_train

@@ -1,0 +1,31 @@
+"""Several questions per context in train/val (the other families' analogue of needle's
+ask_all_keys): the first row is the example a single question gets, siblings share its context,
+their recorded spans hold their own answer, and test data is unchanged."""
+import pytest
+
+from perk.config import BabilongSpec, RecordsSpec, RetrievalSpec
+from perk.data import babilong, records, retrieval
+
+CASES = [
+    (babilong, BabilongSpec(subtasks=["qa1"], ask_all=False), BabilongSpec(subtasks=["qa1"], ask_all=True)),
+    (records, RecordsSpec(subtasks=["recall"], ask_records=0), RecordsSpec(subtasks=["recall"], ask_records=3)),
+    (retrieval, RetrievalSpec(subtasks=["random"]), RetrievalSpec(subtasks=["random"], ask_docs=4)),
+]
+
+
+@pytest.mark.parametrize("mod,off,on", CASES, ids=lambda x: getattr(x, "__name__", ""))
+def test_siblings_ask_the_same_context_and_leave_test_alone(tiny_tokenizer, mod, off, on):
+    one = mod.generate(off, "train", 3, 512, None, 2, tiny_tokenizer)
+    many = mod.generate(on, "train", 3, 512, None, 2, tiny_tokenizer)
+    firsts = [e for e in many if "/ask" not in e.id]
+    assert [e.row() for e in firsts] == [e.row() for e in one]
+    assert len(many) > len(one)
+    by_ctx = {tuple(e.context): e.id for e in firsts}
+    for e in many:
+        assert tuple(e.context) in by_ctx and e.id.startswith(by_ctx[tuple(e.context)])
+        texts = [e.context[s["chunk"]][s["start"]:s["end"]] for s in e.answer_spans]
+        assert e.answer in texts or ", ".join(texts) == e.answer
+    qs = [(tuple(e.context), e.question) for e in many]
+    assert len(set(qs)) == len(qs), "no question asked twice about one context"
+    assert ([e.row() for e in mod.generate(on, "test", 2, 512, None, 2, tiny_tokenizer)]
+            == [e.row() for e in mod.generate(off, "test", 2, 512, None, 2, tiny_tokenizer)])
