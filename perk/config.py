@@ -423,6 +423,9 @@ class PretrainConfig(Section):
     exposure_keys: Literal["train", "all"] = Field("train", description="key words in the exposure text; "
                                                    "'all' includes held-out keys (random pairs, no answers)")
     checkpoint_every: int = Field(100, ge=1, description="steps between checkpoints (a killed run resumes)")
+    context_lm: float = Field(1.0, ge=0, description="weight of the LM loss on the training contexts' chunks "
+                              "(0: the base never LM-trains on them, so a fixed haystack such as RULER's essay "
+                              "is not memorised; the weighting net still learns the spans on them)")
     recall: bool = Field(True, description="add full-length in-context recall LM text: random (training "
                          "key, value) facts in haystack filler, then a question answered for each "
                          "(perk/meta/recall_text.py); gives the base the prompt retrieval the baseline needs")
