@@ -232,6 +232,10 @@ class ImportsConfig(Section):
     out_dir: str = "data/imports"
     tokenizer_texts: int = Field(0, ge=0, description="source texts of the enabled datasets' train files added "
                                  "to the tiny tokenizer's corpus (0: the tokenizer sees generator text only)")
+    absent: Literal["skip", "error"] = Field("skip", description="a dataset none of whose local files exists "
+                                             "(e.g. the ../shared dev sets on a fresh clone): skip: the import stage "
+                                             "skips it loudly (printed, in index.json and MLflow), error: fail; a "
+                                             "dataset with only some files present, or named by --only, always fails")
     datasets: list[ImportDataset] = Field(default_factory=_default_imports)
 
     @model_validator(mode="after")
