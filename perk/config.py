@@ -337,6 +337,9 @@ class InnerConfig(Section):
     first_order: bool = False
     micro_batch: int = Field(0, ge=0, description="chunks per micro-batch (0: all chunks at once)")
     weighting: Literal["none", "net"] = "net"
+    weight_gate: float = Field(0.0, ge=0, description="weighting net: a token whose weight is below this gets "
+                               "weight 0 (0: off); the filler of a context then adds nothing to the inner "
+                               "gradient however long the context, as when it was memorised in training")
     grad_checkpointing: bool = False
     bounded_memory: bool = Field(False, description="meta-training memory independent of the context length: "
                                  "second-order steps keep no graph over the chunks, the outer backward recomputes "
