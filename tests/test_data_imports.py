@@ -93,6 +93,10 @@ def test_ruler_multikey_support_is_the_asked_needle(tmp_path, tiny_tokenizer):
     ds = ruler_ds(f)
     (r,), _ = import_file(ds, ds.files["test"][0], "test", _counter(tiny_tokenizer))
     assert r["supporting_facts"] == [ns[1]] and r["target_tokens"] == 2048
+    # the spans the weighting net learns: the asked needle sentence, and the value inside it
+    (fs,), (ans,) = r["fact_spans"], r["answer_spans"]
+    assert r["context"][fs["chunk"]][fs["start"]:fs["end"]] == ns[1] and fs["chunk"] == r["supporting_chunks"][0]
+    assert r["context"][ans["chunk"]][ans["start"]:ans["end"]] == "2222222"
     for n in ns:  # distractors are kept whole too
         assert any(n in c for c in r["context"])
 
@@ -196,6 +200,9 @@ def test_babilong_qa1_support_is_the_persons_last_move(tmp_path, tiny_tokenizer)
     assert r["supporting_facts"] == ["Mary went back to the kitchen."] and r["metric"] == "babilong_label"
     assert "Mary went back to the kitchen." in r["context"][r["supporting_chunks"][0]]
     assert r["target_tokens"] == 2000
+    (fs,), (ans,) = r["fact_spans"], r["answer_spans"]
+    assert r["context"][fs["chunk"]][fs["start"]:fs["end"]] == "Mary went back to the kitchen."
+    assert r["context"][ans["chunk"]][ans["start"]:ans["end"]] == "kitchen"
     assert "\n" in " ".join(r["context"])  # the book's line breaks survive chunking
     for fact in facts:
         assert any(fact in c for c in r["context"])
