@@ -10,7 +10,7 @@ name=$1; task=$2; pre=${3:-}; meta=${4:-}
 here=$(cd "$(dirname "$0")/.." && pwd)
 py=${PERK_PYTHON:-$here/.venv/bin/python}; [ -x "$py" ] || py=/work/main/.venv/bin/python
 runs=${PERK_RUNS:-/tmp/r15}; snap=$runs/$name
-[ -e "$runs/shared" ] || ln -s "${PERK_SHARED:-/work/shared}" "$runs/shared"
+[ -e "$runs/shared" ] || ln -s "${PERK_SHARED:-$(cd "$here/.." && pwd)/shared}" "$runs/shared"
 rm -rf "$snap"; mkdir -p "$snap"
 git -C "$here" archive HEAD | tar -x -C "$snap"
 if [ -n "${REUSE:-}" ]; then cp -r "$runs/$REUSE/data/." "$snap/data/"; fi
