@@ -33,11 +33,12 @@ test: $(STAMP)
 # experiments/run_imports.sh in $(PERK_RUNS)/<name> (default /tmp/r15, a snapshot of HEAD with its own
 # data/ and mlruns/), then the table. Needs ../shared/benchmarks beside the clone (or PERK_SHARED=DIR
 # holding benchmarks/ and reference/); without it the import fails naming the missing file.
-BENCH_RUNS ?= D_spans500
+BENCH_RUNS ?= E_sent400
 benchmarks: $(STAMP)
 	STAGES=tokenizer experiments/run_imports.sh tok ruler/niah_single_2 "" "" # tokenizer (+1,000 benchmark texts), shared by the runs
-	STAGES="import pretrain meta-train evaluate" REUSE=tok experiments/run_imports.sh D_spans500 ruler/niah_single_2 \
-	  "-P pretrain.steps=400 -P pretrain.exposure=false" "-P meta_train.steps=500 -P meta_train.exposure_weight=0"
+	STAGES="import pretrain meta-train evaluate" REUSE=tok experiments/run_imports.sh E_sent400 ruler/niah_single_2 \
+	  "-P pretrain.steps=400 -P pretrain.exposure=false" \
+	  "-P meta_train.steps=400 -P meta_train.exposure_weight=0 -P meta_train.support_span=sentence"
 	$(BIN)/python experiments/imports_table.py $(addprefix $${PERK_RUNS:-/tmp/r15}/,$(BENCH_RUNS))
 
 # MLflow UI compare view of the newest meta_train and baseline runs (needs `chromium`).
