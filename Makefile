@@ -12,7 +12,7 @@ export PREFECT_HOME := $(CURDIR)/.prefect
 # dvc.yaml's stage commands call `perk`: the venv's bin comes first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install pipeline test bench lock clean screenshot
+.PHONY: install pipeline test bench benchmarks lock clean screenshot
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,6 +28,18 @@ pipeline: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+# The imported dev sets (docs/imports.md, README "Imported benchmarks"): each is one run of
+# experiments/run_imports.sh in $(PERK_RUNS)/<name> (default /tmp/r15, a snapshot of HEAD with its own
+# data/ and mlruns/), then the table. Needs ../shared/benchmarks beside the clone (or PERK_SHARED=DIR
+# holding benchmarks/ and reference/); without it the import fails naming the missing file.
+BENCH_RUNS ?= E_sent400
+benchmarks: $(STAMP)
+	STAGES=tokenizer experiments/run_imports.sh tok ruler/niah_single_2 "" "" # tokenizer (+1,000 benchmark texts), shared by the runs
+	STAGES="import pretrain meta-train evaluate" REUSE=tok experiments/run_imports.sh E_sent400 ruler/niah_single_2 \
+	  "-P pretrain.steps=400 -P pretrain.exposure=false" \
+	  "-P meta_train.steps=400 -P meta_train.exposure_weight=0 -P meta_train.support_span=sentence"
+	$(BIN)/python experiments/imports_table.py $(addprefix $${PERK_RUNS:-/tmp/r15}/,$(BENCH_RUNS))
 
 # MLflow UI compare view of the newest meta_train and baseline runs (needs `chromium`).
 screenshot: $(STAMP)

@@ -22,9 +22,10 @@ POOL, CONTROL_POOL = "gpu", "control"
 # deployment name -> (pool role, the flow's parameters; no stages: every registered stage, in order)
 DEPLOYMENTS: dict[str, tuple[str, dict]] = {
     "pipeline": (POOL, {}),
-    "data": (POOL, {"stages": ["tokenizer", "synth"]}),
+    "data": (POOL, {"stages": ["tokenizer", "synth", "import"]}),
     "tokenizer": (POOL, {"stages": ["tokenizer"]}),
     "synth": (POOL, {"stages": ["synth"]}),
+    "import": (POOL, {"stages": ["import"]}),
     "pretrain": (POOL, {"stages": ["pretrain"]}),
     "meta-train": (POOL, {"stages": ["meta-train"]}),
     "baseline": (POOL, {"stages": ["baseline"]}),

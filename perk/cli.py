@@ -64,21 +64,8 @@ def cmd_report(args) -> None:
     print(report(_load(args)), end="")
 
 
-IMPORT_HELP = ("Import RULER / BABILong / reference-PERK files (imports.datasets) into "
-               "{imports.out_dir}/{family}/{subset}/{split}.parquet tasks, e.g. meta_train.task=ruler/niah_single_2; "
-               "malformed files are errors, unusable records counted skips (report.json beside the Parquet).")
-
-
 def _import_arguments(sp) -> None:
     sp.add_argument("--only", help="comma-separated dataset names (default: every enabled one)")
-
-
-def _run_import_unregistered(args) -> None:
-    from .stages.imports import import_benchmarks, select
-    p = _load(args)
-    select(p, args.only)
-    for name, path in import_benchmarks(p, progress=not args.no_progress).items():
-        print(f"{name}: {path}")
 
 
 def cmd_bench(args) -> None:
@@ -110,11 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "import":
             _import_arguments(sp)
         sp.set_defaults(func=_stage_runner(name))
-    if "import" not in ORDER:  # until the stage is registered in perk.stages.ORDER: same command, no MLflow run
-        sp = sub.add_parser("import", help=IMPORT_HELP, description=IMPORT_HELP)
-        _common(sp)
-        _import_arguments(sp)
-        sp.set_defaults(func=_run_import_unregistered)
 
     sp = sub.add_parser("report", help="print the results tables (markdown) of the last pipeline run",
                         description="Markdown tables of the outputs in data/ (evaluate, meta-train, baseline, "

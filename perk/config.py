@@ -241,6 +241,10 @@ class ImportsConfig(Section):
     out_dir: str = "data/imports"
     tokenizer_texts: int = Field(0, ge=0, description="source texts of the enabled datasets' train files added "
                                  "to the tiny tokenizer's corpus (0: the tokenizer sees generator text only)")
+    absent: Literal["skip", "error"] = Field("skip", description="a dataset none of whose local files exists "
+                                             "(e.g. the ../shared dev sets on a fresh clone): skip: the import stage "
+                                             "skips it loudly (printed, in index.json and MLflow), error: fail; a "
+                                             "dataset with only some files present, or named by --only, always fails")
     datasets: list[ImportDataset] = Field(default_factory=_default_imports)
 
     @model_validator(mode="after")
@@ -342,6 +346,9 @@ class InnerConfig(Section):
     first_order: bool = False
     micro_batch: int = Field(0, ge=0, description="chunks per micro-batch (0: all chunks at once)")
     weighting: Literal["none", "net"] = "net"
+    weight_gate: float = Field(0.0, ge=0, description="weighting net: a token whose weight is below this gets "
+                               "weight 0 (0: off); the filler of a context then adds nothing to the inner "
+                               "gradient however long the context, as when it was memorised in training")
     grad_checkpointing: bool = False
     bounded_memory: bool = Field(False, description="meta-training memory independent of the context length: "
                                  "second-order steps keep no graph over the chunks, the outer backward recomputes "
@@ -432,6 +439,9 @@ class PretrainConfig(Section):
     exposure_keys: Literal["train", "all"] = Field("train", description="key words in the exposure text; "
                                                    "'all' includes held-out keys (random pairs, no answers)")
     checkpoint_every: int = Field(100, ge=1, description="steps between checkpoints (a killed run resumes)")
+    context_lm: float = Field(1.0, ge=0, description="weight of the LM loss on the training contexts' chunks "
+                              "(0: the base never LM-trains on them, so a fixed haystack such as RULER's essay "
+                              "is not memorised; the weighting net still learns the spans on them)")
     recall: bool = Field(True, description="add full-length in-context recall LM text: random (training "
                          "key, value) facts in haystack filler, then a question answered for each "
                          "(perk/meta/recall_text.py); gives the base the prompt retrieval the baseline needs")

@@ -53,7 +53,7 @@ def pretrain_base(model, episodes: list[Episode], cfg: PretrainConfig, seed: int
         mask = (ch["loss_mask"][:, 1:] * ch["attention_mask"][:, 1:]).float()
         loss = (token_losses(out.logits, ch["input_ids"]) * mask).sum() / mask.sum()
         metrics = {"loss": float(loss.detach())}
-        total = loss
+        total = cfg.context_lm * loss
         if weight_net is not None:
             _, logits = weight_net(out.hidden_states[-1][:, :-1])
             bce = support_bce(logits, ch, pos_weight)

@@ -93,6 +93,10 @@ def test_ruler_multikey_support_is_the_asked_needle(tmp_path, tiny_tokenizer):
     ds = ruler_ds(f)
     (r,), _ = import_file(ds, ds.files["test"][0], "test", _counter(tiny_tokenizer))
     assert r["supporting_facts"] == [ns[1]] and r["target_tokens"] == 2048
+    # the spans the weighting net learns: the asked needle sentence, and the value inside it
+    (fs,), (ans,) = r["fact_spans"], r["answer_spans"]
+    assert r["context"][fs["chunk"]][fs["start"]:fs["end"]] == ns[1] and fs["chunk"] == r["supporting_chunks"][0]
+    assert r["context"][ans["chunk"]][ans["start"]:ans["end"]] == "2222222"
     for n in ns:  # distractors are kept whole too
         assert any(n in c for c in r["context"])
 
@@ -196,6 +200,9 @@ def test_babilong_qa1_support_is_the_persons_last_move(tmp_path, tiny_tokenizer)
     assert r["supporting_facts"] == ["Mary went back to the kitchen."] and r["metric"] == "babilong_label"
     assert "Mary went back to the kitchen." in r["context"][r["supporting_chunks"][0]]
     assert r["target_tokens"] == 2000
+    (fs,), (ans,) = r["fact_spans"], r["answer_spans"]
+    assert r["context"][fs["chunk"]][fs["start"]:fs["end"]] == "Mary went back to the kitchen."
+    assert r["context"][ans["chunk"]][ans["start"]:ans["end"]] == "kitchen"
     assert "\n" in " ".join(r["context"])  # the book's line breaks survive chunking
     for fact in facts:
         assert any(fact in c for c in r["context"])
@@ -387,12 +394,12 @@ def test_cli_import_writes_every_enabled_dataset_and_corpus_reads_sources(tmp_pa
     assert corpus_texts(load_params(params), 0) == []
 
 
-def test_import_runs_through_the_stage_layer_once_registered(tmp_path, tiny_tokenizer_dir, monkeypatch, mlflow_store):
-    # what the lead's registration (perk.stages.ORDER["import"]) turns on: `perk import` via stages.call
+def test_import_is_a_registered_stage_run_through_the_stage_layer(tmp_path, tiny_tokenizer_dir, mlflow_store):
+    # `perk import` = stages.call("import"): one MLflow run, DVC stage and deployment of the same name
     from perk import stages
     from perk.cli import main
-    monkeypatch.setitem(stages.ORDER, "import", ("imports", "Import benchmark files into Parquet tasks."))
-    assert stages.get("import").name == "import"
+    assert "import" in stages.names() and stages.get("import").name == "import"
+    assert stages.names().index("tokenizer") < stages.names().index("import") < stages.names().index("pretrain")
     recs = [ruler_record([needle("a-b", str(1000000 + i))], "a-b", str(1000000 + i)) for i in range(2)]
     tr = write_jsonl(tmp_path / "train_1024.jsonl", recs)
     params = tmp_path / "params.yaml"
@@ -405,3 +412,38 @@ def test_import_runs_through_the_stage_layer_once_registered(tmp_path, tiny_toke
     assert main(["import", "--params", str(params), "--only", "ruler/nope"]) == 2
     runs = mlflow_store.search_runs([e.experiment_id for e in mlflow_store.search_experiments()])
     assert [r.data.tags.get("stage") for r in runs] == ["import"]
+
+
+def test_a_dataset_with_no_file_present_is_skipped_loudly_unless_asked_for(tmp_path, tiny_tokenizer_dir, mlflow_store,
+                                                                           capsys):
+    # a fresh clone without ../shared: the default pipeline's import passes, saying what it skipped
+    from perk.cli import main
+    recs = [ruler_record([needle("a-b", str(1000000 + i))], "a-b", str(1000000 + i)) for i in range(2)]
+    tr = write_jsonl(tmp_path / "train_1024.jsonl", recs)
+    stale = tmp_path / "imp" / "ruler" / "gone" / "train.parquet"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("old")  # a Parquet of an earlier run, when the files were there
+    params = tmp_path / "params.yaml"
+    cfg = {"tokenizer": {"out_dir": str(tiny_tokenizer_dir)}, "imports": {"out_dir": str(tmp_path / "imp"), "datasets": [
+        {"name": "ruler/x", "format": "ruler", "files": {"train": [{"path": str(tr)}]}},
+        {"name": "ruler/gone", "format": "ruler", "files": {"train": [{"path": str(tmp_path / "no/train_1024.jsonl")}],
+                                                            "test": [{"path": str(tmp_path / "no/test_1024.jsonl")}]}}]}}
+    params.write_text(json.dumps(cfg))
+    assert main(["import", "--params", str(params), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "import: SKIPPED ruler/gone: none of its 2 files exists" in err and "no/train_1024.jsonl" in err
+    index = json.loads((tmp_path / "imp" / "index.json").read_text())
+    assert index["ruler/x"]["rows"] == 2 and index["ruler/gone"] == {"absent": [str(tmp_path / "no/train_1024.jsonl"),
+                                                                                 str(tmp_path / "no/test_1024.jsonl")]}
+    assert not stale.exists()
+    runs = mlflow_store.search_runs([e.experiment_id for e in mlflow_store.search_experiments()])
+    assert runs[0].data.tags["imports.absent"] == "ruler/gone"
+    # named with --only, or imports.absent: error: an error naming the file
+    assert main(["import", "--params", str(params), "--only", "ruler/gone"]) == 2
+    assert "none of its files exists (first: " in capsys.readouterr().err
+    assert main(["import", "--params", str(params), "-P", "imports.absent=error"]) == 2
+    # some files present, some not: the missing file is an error, as for any listed file
+    cfg["imports"]["datasets"][1]["files"]["train"] = [{"path": str(tr)}]
+    params.write_text(json.dumps(cfg))
+    assert main(["import", "--params", str(params)]) == 2
+    assert "test_1024.jsonl" in capsys.readouterr().err

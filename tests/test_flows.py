@@ -274,7 +274,7 @@ def test_flow_micro_pipeline_fans_evaluate_out_one_shard_at_a_time(harness, mlfl
             return await client.read_task_runs(flow_run_filter=FlowRunFilter(
                 id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
     names = sorted(t.name for t in anyio.run(task_runs))
-    assert names == sorted(["tokenizer", "synth", "pretrain", "meta-train", "baseline", "evaluate[0]", "evaluate[1]",
+    assert names == sorted(["tokenizer", "synth", "import", "pretrain", "meta-train", "baseline", "evaluate[0]", "evaluate[1]",
                             "evaluate-merge"])
 
 

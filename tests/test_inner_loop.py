@@ -201,6 +201,18 @@ def test_encode_under_no_grad_still_adapts():
     assert enc.inner_losses[-1] < enc.inner_losses[0]
 
 
+def test_weight_gate_drops_the_tokens_below_it():
+    m, net = make("gpt2", seed=9)
+    ss = steps_for(m, cfg())
+    chunks, _ = data()
+    init = list(lora_parameters(m).values())
+    closed = encode(m, chunks, cfg(weight_gate=1e6), ss, net, train=False)  # no token reaches the gate
+    assert closed.inner_losses == [0.0] * 3 and all(torch.equal(a, b) for a, b in zip(closed.fast, init))
+    open_ = encode(m, chunks, cfg(weight_gate=1e-12), ss, net, train=False)  # every token above it
+    plain = encode(m, chunks, cfg(), ss, net, train=False)
+    assert all(torch.allclose(a, b) for a, b in zip(open_.fast, plain.fast))
+
+
 # ------------------------------------------------------------------ failures
 
 @pytest.mark.parametrize("engine", ["torch_func", "higher"])

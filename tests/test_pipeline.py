@@ -65,6 +65,8 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
     assert set(metrics) == {"perk", "baseline", "perk_no_inner", "perk_wrong_context", "chance"}
     assert "em_1024" in metrics["perk"]["needle_multikey"] and "distractor_1024" in metrics["perk"]["needle_multikey"]
     assert "em_1024" in metrics["perk_no_inner"]["needle_multikey"] and metrics["chance"]["needle_multikey"] == 1 / 230
+    index = json.loads((d / "imports" / "index.json").read_text())  # no ../shared here: every dev set absent, said so
+    assert index and all("absent" in v for v in index.values()) and "import: SKIPPED ruler/niah_single_2" in out
     prof = json.loads((d / "profile" / "metrics.json").read_text())
     assert set(prof["memory_growth"]) == {"perk_mb4", "prompt"}
     again = _run([str(BIN / "dvc"), "repro"], proj)
@@ -77,7 +79,8 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
     exps = {e.experiment_id: e.name for e in client.search_experiments()}
     runs = sorted((r.data.tags.get("stage"), exps[r.info.experiment_id], r.info.status)
                   for r in client.search_runs(list(exps)))
-    assert runs == sorted([("tokenizer", "perk", "FINISHED"), ("synth", "perk", "FINISHED")] +
+    assert runs == sorted([("tokenizer", "perk", "FINISHED"), ("synth", "perk", "FINISHED"),
+                           ("import", "perk-imports", "FINISHED")] +
                           [(s, "perk-needle", "FINISHED") for s in ("pretrain", "meta-train", "baseline", "evaluate", "profile")]), runs
 
 

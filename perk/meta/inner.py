@@ -132,6 +132,8 @@ def encode(model: nn.Module, chunks: dict[str, torch.Tensor], cfg: InnerConfig,
             w, logits = tmask[sl], None
             if use_net:
                 weights, logits = weight_net(res.hidden[:, :-1])
+                if cfg.weight_gate > 0:  # below the gate: not written at all (the weights' gradient is kept above it)
+                    weights = weights * (weights.detach() >= cfg.weight_gate)
                 w = w * weights
             return (w * ce).sum() / n_tok, logits
 

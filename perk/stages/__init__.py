@@ -22,6 +22,10 @@ from ..config import ConfigError, Params
 ORDER: dict[str, tuple[str, str]] = {
     "tokenizer": ("tokenizer", "Train the tiny profile's byte-level BPE (or copy a named model's tokenizer)."),
     "synth": ("synth", "Synthesize needle / babilong / records / retrieval tasks into Parquet."),
+    "import": ("imports", "Import RULER / BABILong / reference-PERK files (imports.datasets) into "
+               "{imports.out_dir}/{family}/{subset}/{split}.parquet tasks, e.g. meta_train.task=ruler/niah_single_2; "
+               "malformed files are errors, unusable records counted skips (report.json beside the Parquet), "
+               "datasets with no file present skipped loudly (imports.absent)."),
     "pretrain": ("pretrain", "LM-pretrain the tiny base model on haystack text (no-op for a named model); "
                  "resumes from its last checkpoint after a kill."),
     "meta-train": ("meta_train", "Meta-train PERK (the inner loop encodes the context into LoRA; the outer loop "

@@ -2,8 +2,12 @@
 
 Writes {imports.out_dir}/{family}/{subset}/{split}.parquet + report.json per dataset and
 index.json. Token counts and chunking use the run's tokenizer, so the tokenizer stage runs first.
-To register: ORDER["import"] = ("imports", ...) in perk/stages/__init__.py, a dvc.yaml stage
-`import` (cmd `perk import`) and a deployment perk/import.
+
+The default datasets are the development sets under ../shared, which a fresh clone elsewhere
+does not have. A dataset none of whose local files exists is *absent*: with `imports.absent: skip`
+(the default) it is skipped loudly (a line on stderr, `absent` in index.json, the MLflow tag
+`imports.absent`), so `dvc repro` of the default pipeline passes there; `imports.absent: error`,
+`--only NAME` or a dataset with only some of its files present fail naming the missing file.
 """
 from __future__ import annotations
 
@@ -26,10 +30,12 @@ def import_benchmarks(p: Params, progress: bool = True) -> dict[str, Path]:
         raise ConfigError("imports: no dataset enabled (imports.datasets[*].enabled)")
     tok = common.tokenizer(p)
     index_path = Path(p.imports.out_dir) / "index.json"
+    index_path.parent.mkdir(parents=True, exist_ok=True)
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
     index = {k: v for k, v in index.items() if p.imports.get(k) is not None}  # datasets no longer configured
     written: dict[str, Path] = {}
-    for ds in chosen:
+    absent = skip_absent(p, chosen, index)
+    for ds in (d for d in chosen if d.name not in absent):
         t0 = time.perf_counter()
         out, reports = import_dataset(ds, tok, p.imports.out_dir)
         written.update(out)
@@ -43,6 +49,30 @@ def import_benchmarks(p: Params, progress: bool = True) -> dict[str, Path]:
     return written
 
 
+def skip_absent(p: Params, chosen: list, index: dict) -> dict[str, list[str]]:
+    """The chosen datasets none of whose local files exists, each reported loudly (never a silent
+    drop); imports.absent: error makes the first one an error."""
+    import shutil
+    import sys
+
+    from .. import tracking
+    from ..data.imports import dataset_dir
+
+    sources = {d.name: [f.path for fs in d.files.values() for f in fs] for d in chosen}
+    absent = {n: fs for n, fs in sources.items() if all(f is not None and not Path(f).exists() for f in fs)}
+    for name, files in absent.items():
+        if p.imports.absent == "error":
+            raise FileNotFoundError(f"imports: dataset {name!r}: none of its files exists (first: {files[0]}); "
+                                    "set imports.absent: skip to skip absent datasets")
+        print(f"import: SKIPPED {name}: none of its {len(files)} files exists (first: {files[0]}); "
+              "its Parquet is not written (imports.absent: error makes this an error)", file=sys.stderr)
+        index[name] = {"absent": files}
+        shutil.rmtree(dataset_dir(p.imports.out_dir, name), ignore_errors=True)  # no stale Parquet of it
+    if absent:
+        tracking.set_tags({"imports.absent": ",".join(sorted(absent))})
+    return absent
+
+
 def select(p: Params, only: str | None) -> None:
     """`perk import --only a/b,c/d`: import just these datasets (others keep their files)."""
     if not only:
@@ -52,6 +82,7 @@ def select(p: Params, only: str | None) -> None:
         raise ConfigError(f"--only: unknown dataset(s) {sorted(wanted - known)}; imports.datasets has {sorted(known)}")
     for d in p.imports.datasets:
         d.enabled = d.name in wanted
+    p.imports.absent = "error"  # a dataset asked for by name must be there
 
 
 STAGE = Stage("import", import_benchmarks, family=lambda p: "imports")

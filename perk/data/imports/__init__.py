@@ -80,7 +80,21 @@ def _prose_row(ds, parsed: dict, counter: TokenCounter) -> dict:
             "supporting_facts": [parsed["context"][slice(*parsed["keep"][i])] for i in sup],
             "supporting_chunks": [ch.keep_chunks[i] for i in sup],
             "depths": [ch.keep_starts[i] / max(1, ch.total_tokens) for i in sup],
-            "declared_length": parsed["declared_length"]}
+            "declared_length": parsed["declared_length"], **_spans(parsed, ch)}
+
+
+def _spans(parsed: dict, ch) -> dict:
+    """fact_spans / answer_spans (chunk-relative characters) from the parser's context offsets: the
+    supporting needle/fact sentences and the answer inside each (what the weighting net learns)."""
+    keep, sup = parsed["keep"], parsed["support"]
+    facts = [{"chunk": ch.keep_chunks[i], "start": ch.keep_chars[i], "end": ch.keep_chars[i] + keep[i][1] - keep[i][0]}
+             for i in sup]
+    answers = []
+    for s, e in parsed["answer_at"]:
+        i = next(i for i in sup if keep[i][0] <= s and e <= keep[i][1])  # the parser reads answers from support
+        answers.append({"chunk": ch.keep_chunks[i], "start": ch.keep_chars[i] + s - keep[i][0],
+                        "end": ch.keep_chars[i] + e - keep[i][0]})
+    return {"fact_spans": facts, "answer_spans": answers}
 
 
 def import_file(ds, f, split: str, counter: TokenCounter) -> tuple[list[dict], FileReport]:

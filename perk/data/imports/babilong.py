@@ -43,6 +43,11 @@ def parse(rec: dict, where: str, subset: str) -> dict:
         naming = [i for i, m in enumerate(facts) if target in m.group(0)]
         support = naming[-1:]
         note = "support_heuristic" if support else "support_not_recovered"
+    # where the answer is read: qa1 the move's location, otherwise the target word inside the fact
+    answer_at = [facts[i].span("where") if facts[i].group("where") == target else
+                 (facts[i].start() + facts[i].group(0).index(target),
+                  facts[i].start() + facts[i].group(0).index(target) + len(target)) for i in support]
     return {"context": context, "question": question, "answer_prefix": "", "outputs": [target],
-            "keep": [(m.start(), m.end()) for m in facts], "support": support, "declared_length": None,
+            "keep": [(m.start(), m.end()) for m in facts], "support": support, "answer_at": answer_at,
+            "declared_length": None,
             "note": note}

@@ -228,6 +228,7 @@ class Chunked:
     chunks: list[str]
     keep_chunks: list[int]   # per keep span: chunk index holding it
     keep_starts: list[int]   # per keep span: token offset of its start in the whole context
+    keep_chars: list[int]    # per keep span: character offset of its start in its chunk
     total_tokens: int        # sum of per-unit counts (what packing saw; re-measured later)
 
 
@@ -251,6 +252,7 @@ def chunk_text(text: str, keep: list[tuple[int, int]], chunk_tokens: int, counte
     chunks: list[str] = []
     keep_chunks = [0] * len(keep)
     keep_starts = [0] * len(keep)
+    keep_chars = [0] * len(keep)
     order = {k: i for i, k in enumerate(keep)}
     cur_a = cur_b = None
     cur_n = offset = 0
@@ -262,6 +264,7 @@ def chunk_text(text: str, keep: list[tuple[int, int]], chunk_tokens: int, counte
         if (a, b) in order:
             keep_chunks[order[(a, b)]] = len(chunks)
             keep_starts[order[(a, b)]] = offset + cur_n
+            keep_chars[order[(a, b)]] = a - (cur_a if cur_a is not None else a)
         cur_n += cs if cur_a is not None else cb
         if cur_a is None:
             cur_a = a
@@ -269,4 +272,4 @@ def chunk_text(text: str, keep: list[tuple[int, int]], chunk_tokens: int, counte
     if cur_a is not None:
         chunks.append(text[cur_a:cur_b])
         offset += cur_n
-    return Chunked(chunks, keep_chunks, keep_starts, offset)
+    return Chunked(chunks, keep_chunks, keep_starts, keep_chars, offset)

@@ -59,4 +59,5 @@ def parse(rec: dict, where: str, keep_instruction: bool = False) -> dict:
         q = f"{instruction.strip()}\n{q}"
     return {"context": context, "question": q, "answer_prefix": rec["answer_prefix"].strip(),
             "outputs": list(outputs), "keep": [(m.start(), m.end()) for m in needles], "support": support,
+            "answer_at": [needles[h].span("value") for h in support],
             "declared_length": rec["length"], "prompt_text": text + rec["answer_prefix"]}
