@@ -103,3 +103,25 @@ def series(points: list[tuple[float, float]], path: str | Path, title: str,
     ax.set_title(title)
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def recall_vs_facts(points: Iterable[dict], path: str | Path, threshold: float, title: str) -> Path:
+    """points: {method, facts, em, em_lo, em_hi}; one line per method (PERK per LoRA rank, the
+    baseline) with its 95% Wilson band, and the recall threshold the README reads off."""
+    points = [r for r in points if r["em"] is not None]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method in sorted({r["method"] for r in points}, key=_natural):
+        pts = sorted((r for r in points if r["method"] == method), key=lambda r: r["facts"])
+        xs = [r["facts"] for r in pts]
+        ax.plot(xs, [100 * r["em"] for r in pts], marker="o", label=method)
+        ax.fill_between(xs, [100 * r["em_lo"] for r in pts], [100 * r["em_hi"] for r in pts], alpha=0.2)
+    ax.axhline(100 * threshold, color="grey", ls=":", label=f"{100 * threshold:.0f}%")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted({r["facts"] for r in points}), [str(f) for f in sorted({r["facts"] for r in points})])
+    ax.set_xlabel("facts per context (every key asked)")
+    ax.set_ylabel("exact match (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)

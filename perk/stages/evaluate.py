@@ -6,15 +6,7 @@ from pathlib import Path
 
 from ..config import Params
 from ..data.imports.tasks import eval_lengths, train_length
-from . import Shards, Stage, common, models
-
-
-def _load_perk(p: Params, tok, artifacts: str | Path | None = None):
-    from ..bundle import PerkBundle
-
-    bundle = PerkBundle(p, tok, base=models.load_base(p, tok))
-    bundle.load(artifacts or common.perk_path(p))
-    return bundle
+from . import Shards, Stage, common, models, perk_model
 
 
 def _answerers(p: Params, tok, test_rows: list[dict]) -> dict:
@@ -23,7 +15,7 @@ def _answerers(p: Params, tok, test_rows: list[dict]) -> dict:
 
     cfg, dev, out = p.evaluate, common.device(), {}
     if "perk" in cfg.methods:
-        bundle = _load_perk(p, tok).to(dev).eval()
+        bundle = perk_model.load_perk(p, tok).to(dev).eval()
         out["perk"] = perk_answerer(bundle, tok, cfg.max_new_tokens, dev, micro_batch=cfg.micro_batch)
         if "no_inner" in cfg.controls:
             out[method_name("no_inner")] = init_answerer(bundle, tok, cfg.max_new_tokens, dev)
