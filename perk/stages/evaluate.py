@@ -30,6 +30,18 @@ def _answerers(p: Params, tok, test_rows: list[dict]) -> dict:
     return out
 
 
+def _no_inner_expectation(summary: dict, answerers: dict, tasks: list[str]) -> None:
+    """no_inner's exact expected EM over every test key, next to its sampled EM per length: the
+    figure that decides whether the control is at chance (perk/controls.py)."""
+    from ..controls import method_name, no_inner_expectation
+
+    name = method_name("no_inner")
+    for task in tasks if name in answerers else []:
+        found = no_inner_expectation(answerers[name], task)
+        if found is not None and task in summary.get(name, {}):
+            summary[name][task]["expected"] = found
+
+
 def _cell_dir(p: Params) -> Path:
     """Cached cells are keyed by the artifacts and params that produced them, so stale ones never
     count; only_lengths is left out (the shards of one grid share its cache)."""
@@ -61,6 +73,7 @@ def evaluate(p: Params, progress: bool = True) -> Path:
     for task in cfg.tasks:
         preds += run_cells(answerers, task, rows[task], cfg.per_cell, cells, progress)
     summary = summarize(preds)
+    _no_inner_expectation(summary, answerers, cfg.tasks)
     trained = {t: train_length(p, t) for t in cfg.tasks}
     _, curve, figs = eval_report.write(out, preds, summary, trained)
     evaluate_bench.report(out, preds, rows, tracking.log_metrics)  # imported tasks: the benchmark's own metric
