@@ -67,6 +67,8 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
     assert set(metrics) == {"perk", "baseline", "perk_no_inner", "perk_wrong_context", "chance"}
     assert "em_1024" in metrics["perk"]["needle_multikey"] and "distractor_1024" in metrics["perk"]["needle_multikey"]
     assert "em_1024" in metrics["perk_no_inner"]["needle_multikey"] and metrics["chance"]["needle_multikey"] == 1 / 230
+    expected = metrics["perk_no_inner"]["needle_multikey"]["expected"]  # exact, over every test key
+    assert expected["keys"] == 62 and 0 <= expected["expected_em"] <= 1 / 230
     cap = json.loads((d / "capacity" / "capacity.json").read_text())
     assert {(r["method"], r["facts"]) for r in cap["points"]} == {(m, f) for m in ("perk_r2", "perk_r4", "baseline") for f in (2, 4)}
     prof = json.loads((d / "profile" / "metrics.json").read_text())
