@@ -30,6 +30,7 @@ DEPLOYMENTS: dict[str, tuple[str, dict]] = {
     "meta-train": (POOL, {"stages": ["meta-train"]}),
     "baseline": (POOL, {"stages": ["baseline"]}),
     "evaluate": (POOL, {"stages": ["evaluate"]}),
+    "capacity": (POOL, {"stages": ["capacity"]}),
     "profile": (POOL, {"stages": ["profile"]}),
     "evaluate-fanout": (CONTROL_POOL, {"stages": ["evaluate"], "fan_out": True}),
     "evaluate-shard": (POOL, {"stages": ["evaluate"], "expand_cells": False}),

@@ -551,6 +551,41 @@ class ProfileConfig(Section):
         return _positive_list(v, 1, "chunks per micro-batch")
 
 
+class CapacityConfig(Section):
+    """The adapter's recall as the facts per context grow at one length (needle multikey, every key
+    asked, so one encode answers `facts` questions; keys held out of training)."""
+    task: Literal["needle/multikey"] = "needle/multikey"
+    length: int = Field(2048, ge=16, description="context tokens of every point")
+    facts: list[int] = Field(default_factory=lambda: [4, 8, 16, 32, 64], description="needles per context "
+                             "(<= 64; the 121 held-out keys of val + test are drawn from)")
+    questions: int = Field(64, ge=1, description="at least this many questions per point (every key of "
+                           "ceil(questions / facts) contexts, at least min_contexts)")
+    min_contexts: int = Field(2, ge=1, description="so the largest point is not one context's luck")
+    methods: list[Literal["perk", "baseline"]] = Field(default_factory=lambda: ["perk", "baseline"])
+    # default off: an extra rank's meta-training was ~40% of the stage's CPU and the pipeline is
+    # over its budget already; `-P capacity.ranks=[64]` (or dvc exp run -S) adds the arm
+    ranks: list[int] = Field(default_factory=list, description="extra LoRA ranks: a PERK of each "
+                             "is meta-trained here (the default meta-train model is lora.rank)")
+    rank_steps: int = Field(300, ge=1, description="meta-training steps of each extra rank (a shorter "
+                            "schedule than meta_train.steps, to fit the pipeline's budget)")
+    seed: int = Field(4321, ge=0, description="synthesis seed of the capacity contexts")
+    out_dir: str = "data/capacity"
+
+    @field_validator("facts")
+    @classmethod
+    def _facts(cls, v: list[int]) -> list[int]:
+        if not v or any(f < 1 or f > 64 for f in v):
+            raise ValueError(f"must be a non-empty list of facts per context in 1..64, got {v}")
+        return v
+
+    @field_validator("ranks")
+    @classmethod
+    def _ranks(cls, v: list[int]) -> list[int]:
+        if any(r < 1 for r in v):
+            raise ValueError(f"LoRA ranks must be >= 1, got {v}")
+        return v
+
+
 class Params(Section):
     seed: int = Field(0, ge=0)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
@@ -563,6 +598,7 @@ class Params(Section):
     baseline: BaselineConfig = Field(default_factory=BaselineConfig)
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     profile: ProfileConfig = Field(default_factory=ProfileConfig)
+    capacity: CapacityConfig = Field(default_factory=CapacityConfig)
     imports: ImportsConfig = Field(default_factory=ImportsConfig)
 
     @model_validator(mode="after")

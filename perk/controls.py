@@ -8,7 +8,14 @@
 - `distractor` (a rate on PERK's own answers): the wrong answer is another value that occurs in
   the same context (needle: the value of another key), i.e. the right kind of fact, misbound.
 
-Chance is 1 / the number of words the answer could be (needle: the value lexicon).
+Chance is 1 / the number of words the answer could be (needle: the value lexicon; values are not
+held out, every test value is drawn uniformly from all of them, independently of the key).
+
+`no_inner` reads the question alone, so on needle its answer is a function of the asked key, and its
+exact expected EM over the test distribution is mean over test keys of [its answer is a value word]
+/ |values|, never above chance. `no_inner_expectation` computes that over every test key: the
+figure to hold against chance, since the per-length sample of 50 questions has at least one hit
+with probability 1 - (229/230)^50 = 20% even at exactly chance (and one hit is 2%, above 2x chance).
 """
 from __future__ import annotations
 
@@ -28,6 +35,22 @@ def chance(task: str) -> float | None:
     """1 / the number of answers a question of `task` could take (None where not a word pool)."""
     from .data.lexicon import pool
     return 1.0 / len(pool("value")) if task.split("/")[0] == "needle" else None
+
+
+def no_inner_expectation(answer, task: str) -> dict | None:
+    """The no-inner control's exact expected EM over every test key (needle; None elsewhere):
+    {expected_em, keys, distinct_answers, value_answers}. `answer(row) -> (prediction, status)`."""
+    from .data import lexicon, needle
+
+    if task.split("/")[0] != "needle" or task.split("/")[1] not in ("single", "multikey"):
+        return None
+    values = {normalize(v) for v in lexicon.pool("value")}
+    keys = lexicon.pool("key", "test")
+    preds = [normalize(answer({"question": needle.QUESTION.format(key=k), "answer_prefix": needle.PREFIX.format(key=k)})[0] or "")
+             for k in keys]
+    hits = sum(p in values for p in preds)
+    return {"expected_em": hits / len(keys) / len(values), "keys": len(keys), "distinct_answers": len(set(preds)),
+            "value_answers": hits}
 
 
 def context_values(row: dict) -> set[str]:

@@ -30,6 +30,8 @@ def flat_metrics(summary: dict) -> tuple[dict, list[dict]]:
                     curve.append({"method": method, "task": task, "length": int(L), "acc": cell["em"],
                                   "lo": cell["em_lo"], "hi": cell["em_hi"]})
             m["max_depth_spread"] = t["max_depth_spread"]
+            if "expected" in t:  # no_inner: its exact expectation over every test key (perk/controls.py)
+                m["expected"] = t["expected"]
     from .controls import chance
     for task in {t for tasks in summary.values() for t in tasks}:
         if chance(task) is not None:

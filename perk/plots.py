@@ -19,6 +19,18 @@ def _save(fig, path: str | Path) -> Path:
     return Path(path)
 
 
+def _em_axes(fig, ax, xlabel: str, title: str):
+    """Exact match (%) against a log2 x axis: the accuracy and capacity plots alike."""
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("exact match (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
 def accuracy_vs_length(rows: Iterable[dict], path: str | Path, title: str, train_length: int | None = None,
                        chance: float | None = None) -> Path:
     """rows: {method, length, acc, lo, hi}; one line per method with a 95% CI band; controls
@@ -34,14 +46,7 @@ def accuracy_vs_length(rows: Iterable[dict], path: str | Path, title: str, train
         ax.axvline(train_length, color="grey", ls=":", label="train length")
     if chance:
         ax.axhline(100 * chance, color="black", ls=":", lw=0.8, label=f"chance ({100 * chance:.1f}%)")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("context length (tokens)")
-    ax.set_ylabel("exact match (%)")
-    ax.set_ylim(-2, 102)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return _save(fig, path)
+    return _save(_em_axes(fig, ax, "context length (tokens)", title), path)
 
 
 def heatmap(matrix: list[list[float | None]], rows: list, cols: list, path: str | Path, title: str,
@@ -102,4 +107,20 @@ def series(points: list[tuple[float, float]], path: str | Path, title: str,
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def recall_vs_facts(points: Iterable[dict], path: str | Path, threshold: float, title: str) -> Path:
+    """points: {method, facts, em, em_lo, em_hi}; one line per method (PERK per LoRA rank, the
+    baseline) with its 95% Wilson band, and the recall threshold the README reads off."""
+    points = [r for r in points if r["em"] is not None]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method in sorted({r["method"] for r in points}, key=_natural):
+        pts = sorted((r for r in points if r["method"] == method), key=lambda r: r["facts"])
+        xs = [r["facts"] for r in pts]
+        ax.plot(xs, [100 * r["em"] for r in pts], marker="o", label=method)
+        ax.fill_between(xs, [100 * r["em_lo"] for r in pts], [100 * r["em_hi"] for r in pts], alpha=0.2)
+    ax.axhline(100 * threshold, color="grey", ls=":", label=f"{100 * threshold:.0f}%")
+    _em_axes(fig, ax, "facts per context (every key asked)", title)
+    ax.set_xticks(sorted({r["facts"] for r in points}), [str(f) for f in sorted({r["facts"] for r in points})])
     return _save(fig, path)

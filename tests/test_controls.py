@@ -63,3 +63,17 @@ def test_perk_predictions_do_not_read_labels(tmp_path, tiny_tokenizer):
     # and the encode matters: another context gives other fast weights than this one
     donor = wrong_context_rows(test)
     assert donor, "micro test rows should have a wrong-context donor"
+
+
+def test_no_inner_expectation_is_exact_over_every_test_key_and_never_above_chance():
+    from perk.controls import no_inner_expectation
+    from perk.data.lexicon import pool
+
+    keys = pool("key", "test")
+    always_a_value = no_inner_expectation(lambda row: ("humble", "ok"), "needle/multikey")
+    assert always_a_value == {"expected_em": 1 / 230, "keys": len(keys), "distinct_answers": 1, "value_answers": len(keys)}
+    half = set(keys[::2])  # a value word for every other key, a non-value for the rest
+    got = no_inner_expectation(lambda row: ("humble" if row["question"].split()[7] in half else "nothing", "ok"),
+                               "needle/multikey")
+    assert got["expected_em"] == len(half) / len(keys) / 230 < 1 / 230 and got["distinct_answers"] == 2
+    assert no_inner_expectation(lambda row: ("x", "ok"), "babilong/qa1") is None

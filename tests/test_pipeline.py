@@ -59,7 +59,9 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
     for f in ("synth/needle/test.parquet", "synth/babilong/test.parquet", "pretrain/base.safetensors",
               "meta_train/perk.safetensors", "baseline/model.safetensors", "eval/metrics.json", "eval/predictions.parquet",
               "eval/plots/needle_multikey_accuracy.png", "eval/plots/needle_multikey_perk_heatmap.png",
-              "profile/points.csv", "profile/metrics.json", "profile/plots/memory_vs_length.png"):
+              "profile/points.csv", "profile/metrics.json", "profile/plots/memory_vs_length.png",
+              "capacity/capacity.json", "capacity/capacity.csv", "capacity/plots/capacity.png",
+              "capacity/ranks/perk_r4/perk.safetensors"):
         assert (d / f).exists(), f
     metrics = json.loads((d / "eval" / "metrics.json").read_text())
     assert set(metrics) == {"perk", "baseline", "perk_no_inner", "perk_wrong_context", "chance"}
@@ -67,6 +69,10 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
     assert "em_1024" in metrics["perk_no_inner"]["needle_multikey"] and metrics["chance"]["needle_multikey"] == 1 / 230
     index = json.loads((d / "imports" / "index.json").read_text())  # no ../shared here: every dev set absent, said so
     assert index and all("absent" in v for v in index.values()) and "import: SKIPPED ruler/niah_single_2" in out
+    expected = metrics["perk_no_inner"]["needle_multikey"]["expected"]  # exact, over every test key
+    assert expected["keys"] == 62 and 0 <= expected["expected_em"] <= 1 / 230
+    cap = json.loads((d / "capacity" / "capacity.json").read_text())
+    assert {(r["method"], r["facts"]) for r in cap["points"]} == {(m, f) for m in ("perk_r2", "perk_r4", "baseline") for f in (2, 4)}
     prof = json.loads((d / "profile" / "metrics.json").read_text())
     assert set(prof["memory_growth"]) == {"perk_mb4", "prompt"}
     again = _run([str(BIN / "dvc"), "repro"], proj)
@@ -81,7 +87,7 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
                   for r in client.search_runs(list(exps)))
     assert runs == sorted([("tokenizer", "perk", "FINISHED"), ("synth", "perk", "FINISHED"),
                            ("import", "perk-imports", "FINISHED")] +
-                          [(s, "perk-needle", "FINISHED") for s in ("pretrain", "meta-train", "baseline", "evaluate", "profile")]), runs
+                          [(s, "perk-needle", "FINISHED") for s in ("pretrain", "meta-train", "baseline", "evaluate", "capacity", "profile")]), runs
 
 
 def _kill_and_resume(proj, command, args, ckpts: Path, out_file: Path, step_dir: str):

@@ -206,12 +206,15 @@ def pool(kind: str, split: str | None = None) -> tuple[str, ...]:
     """Words of `kind` usable in `split`; shared kinds ignore the split."""
     if kind not in KINDS:
         raise KeyError(f"unknown word kind {kind!r}; known: {sorted(KINDS)}")
-    if split not in (None, "train", "val", "test"):
-        raise ValueError(f"split must be train, val or test, got {split!r}")
+    if split not in (None, "train", "val", "test", "heldout"):
+        raise ValueError(f"split must be train, val, test or heldout, got {split!r}")
     words = KINDS[kind]
     if split is None or kind not in SPLIT_KINDS:
         return words
-    return tuple(w for w in words if word_split(kind, w) == split)
+    # heldout = val + test: every word no training example holds (the capacity curve needs 64 keys
+    # per context, more than the test split's 62)
+    wanted = ("val", "test") if split == "heldout" else (split,)
+    return tuple(w for w in words if word_split(kind, w) in wanted)
 
 
 def sample(rng, kind: str, split: str | None, k: int) -> list[str]:

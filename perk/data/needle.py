@@ -25,8 +25,10 @@ PASSKEY_PREFIX = "The pass key is"
 
 
 def generate(spec: NeedleSpec, split: str, n: int, target_tokens: int, depth: float | None, seed: int,
-             count_tokens, subtask: str | None = None, start: int = 0):
+             count_tokens, subtask: str | None = None, start: int = 0, key_split: str | None = None):
+    """`key_split` draws the keys from another pool than `split`'s (the capacity curve: "heldout")."""
     counter = as_counter(count_tokens)
+    key_split = key_split or split
     bank = FillerBank.get(seed, split, counter)
 
     def build(sub, rng, counter, s):
@@ -49,9 +51,9 @@ def generate(spec: NeedleSpec, split: str, n: int, target_tokens: int, depth: fl
             else:
                 raise ValueError(f"unknown needle subtask {sub!r}")
             if sub == "multivalue":
-                keys = lexicon.sample(rng, "key", split, 1) * n_keys
+                keys = lexicon.sample(rng, "key", key_split, 1) * n_keys
             else:
-                keys = lexicon.sample(rng, "key", split, n_keys)
+                keys = lexicon.sample(rng, "key", key_split, n_keys)
             values = lexicon.sample(rng, "value", split, n_keys)
             filled = [fill(NEEDLE, key=k, value=v) for k, v in zip(keys, values)]
             facts, value_at = [t for t, _ in filled], [w["value"] for _, w in filled]
@@ -88,11 +90,11 @@ def generate(spec: NeedleSpec, split: str, n: int, target_tokens: int, depth: fl
 
     exs = run(TASK, build, spec.subtasks, split, n, target_tokens, depth, seed, counter, subtask, start)
     if spec.ask_all_keys and split != "test":
-        exs = [x for e in exs for x in _ask_every_key(e)]
+        exs = [x for e in exs for x in ask_every_key(e)]
     return exs
 
 
-def _ask_every_key(e):
+def ask_every_key(e):
     """A multikey example plus one sibling per distractor key: same context, another key asked."""
     if e.subtask != "multikey":
         return [e]

@@ -32,6 +32,8 @@ ORDER: dict[str, tuple[str, str]] = {
                    "learns to answer from it); resumes from its last checkpoint after a kill."),
     "baseline": ("baseline", "Fine-tune the prompt-based long-context baseline (FT-ICR) on the same data; resumes."),
     "evaluate": ("evaluate", "Evaluate PERK and the baseline over task x length x depth; resumable per cell."),
+    "capacity": ("capacity", "Recall vs facts per context at one length: PERK per LoRA rank (meta-trains the "
+                 "extra ranks) and the baseline, every key asked."),
     "profile": ("profile", "Profile peak memory and latency vs context length, PERK vs prompt-based."),
 }
 ALIASES = {"train": "meta-train", "meta_train": "meta-train"}  # older spellings still accepted

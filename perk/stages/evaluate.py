@@ -6,15 +6,7 @@ from pathlib import Path
 
 from ..config import Params
 from ..data.imports.tasks import eval_lengths, train_length
-from . import Shards, Stage, common, models
-
-
-def _load_perk(p: Params, tok, artifacts: str | Path | None = None):
-    from ..bundle import PerkBundle
-
-    bundle = PerkBundle(p, tok, base=models.load_base(p, tok))
-    bundle.load(artifacts or common.perk_path(p))
-    return bundle
+from . import Shards, Stage, common, models, perk_model
 
 
 def _answerers(p: Params, tok, test_rows: list[dict]) -> dict:
@@ -23,7 +15,7 @@ def _answerers(p: Params, tok, test_rows: list[dict]) -> dict:
 
     cfg, dev, out = p.evaluate, common.device(), {}
     if "perk" in cfg.methods:
-        bundle = _load_perk(p, tok).to(dev).eval()
+        bundle = perk_model.load_perk(p, tok).to(dev).eval()
         out["perk"] = perk_answerer(bundle, tok, cfg.max_new_tokens, dev, micro_batch=cfg.micro_batch)
         if "no_inner" in cfg.controls:
             out[method_name("no_inner")] = init_answerer(bundle, tok, cfg.max_new_tokens, dev)
@@ -36,6 +28,18 @@ def _answerers(p: Params, tok, test_rows: list[dict]) -> dict:
         max_pos = getattr(model.config, "max_position_embeddings", None) or model.config.n_positions
         out["baseline"] = prompt_answerer(model, tok, max_pos, cfg.max_new_tokens, dev)
     return out
+
+
+def _no_inner_expectation(summary: dict, answerers: dict, tasks: list[str]) -> None:
+    """no_inner's exact expected EM over every test key, next to its sampled EM per length: the
+    figure that decides whether the control is at chance (perk/controls.py)."""
+    from ..controls import method_name, no_inner_expectation
+
+    name = method_name("no_inner")
+    for task in tasks if name in answerers else []:
+        found = no_inner_expectation(answerers[name], task)
+        if found is not None and task in summary.get(name, {}):
+            summary[name][task]["expected"] = found
 
 
 def _cell_dir(p: Params) -> Path:
@@ -69,6 +73,7 @@ def evaluate(p: Params, progress: bool = True) -> Path:
     for task in cfg.tasks:
         preds += run_cells(answerers, task, rows[task], cfg.per_cell, cells, progress)
     summary = summarize(preds)
+    _no_inner_expectation(summary, answerers, cfg.tasks)
     trained = {t: train_length(p, t) for t in cfg.tasks}
     _, curve, figs = eval_report.write(out, preds, summary, trained)
     evaluate_bench.report(out, preds, rows, tracking.log_metrics)  # imported tasks: the benchmark's own metric
