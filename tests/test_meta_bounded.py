@@ -194,3 +194,24 @@ def test_bounded_composes_with_grad_checkpointing():
                          chunks, q)
     assert full.abs().sum() > 0
     assert rel(both, full) < 1e-6
+
+
+def test_bounded_outer_steps_free_their_graphs():
+    """Repeated encode + outer backward leaves no tensors behind: the saved micro-batch closure once
+    formed an autograd cycle that Python's gc cannot collect (~1.5 MB per outer step at 2048 tokens)."""
+    import gc
+
+    m, net = make("qwen2", seed=21)
+    c = cfg(optimizer="adam", differentiate_last=2, micro_batch=2, bounded_memory=True)
+    ss = steps_for(m, c)
+    chunks, q = data(seed=22, C=5)
+
+    def live_tensors() -> int:
+        gc.collect()
+        return sum(isinstance(o, torch.Tensor) for o in gc.get_objects())
+
+    meta_grads(m, net, ss, c, chunks, q)  # warm-up: lazily built state is not a leak
+    before = live_tensors()
+    for _ in range(5):
+        meta_grads(m, net, ss, c, chunks, q)
+    assert live_tensors() <= before, (before, live_tensors())

@@ -118,6 +118,9 @@ class InnerGrad(torch.autograd.Function):
         n = ctx.n_fast
         u = cotangents[n] if ctx.want_logits else None
         d_fast, d_params = ctx.run.vjp(list(ctx.saved_tensors), cotangents[:n], u, ctx.rng, ctx.autocast)
+        # ctx.run's closure reaches this node's graph again (an autograd cycle Python's gc cannot
+        # collect): without dropping it every outer step leaked ~1.5 MB at 2048 tokens
+        ctx.run = ctx.rng = None
         return (None, None, None, None, *d_fast, *d_params)
 
 
