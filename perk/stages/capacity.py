@@ -21,11 +21,10 @@ def rank_params(p: Params, rank: int) -> Params:
 def _train_rank(q: Params, progress: bool) -> None:
     """Meta-train one extra rank unless its artifacts were made from these very inputs."""
     from ..guarded import read_json
-    from .meta_train import meta_train
+    from .meta_train import fingerprint, meta_train
 
     stamp = Path(q.meta_train.out_dir) / "trained.json"
-    fp = common.fingerprint(q, "seed", "model", "lora", "inner", "meta_train", "synth",
-                            files=(common.base_path(q), common.net_path(q), common.tokenizer_file(q)))
+    fp = fingerprint(q)  # the same inputs meta_train's own resume checks
     if common.perk_path(q).exists() and stamp.exists() and read_json(stamp).get("fingerprint") == fp:
         return
     meta_train(q, progress)

@@ -22,6 +22,12 @@ def _bundle(p: Params, tok):
     return bundle.to(distributed.device())
 
 
+def fingerprint(p: Params) -> str:
+    """What a meta-trained PERK is a function of (its checkpoints resume only on a match)."""
+    return common.fingerprint(p, "seed", "model", "lora", "inner", "meta_train", "synth",
+                              files=(common.base_path(p), common.net_path(p), common.tokenizer_file(p)))
+
+
 def meta_train(p: Params, progress: bool = True) -> Path:
     """Meta-train PERK; writes {meta_train.out_dir}/perk.safetensors, metrics.json and run.json."""
     import torch
@@ -40,8 +46,7 @@ def meta_train(p: Params, progress: bool = True) -> Path:
     expo = (Exposure(tok, "train", seed=p.seed + 1, family=cfg.task.split("/")[0],
                      babilong_prefix=p.synth.tasks.babilong.answer_prefix)  # the trained family's answer words
             if cfg.exposure_weight > 0 else None)
-    fp = common.fingerprint(p, "seed", "model", "lora", "inner", "meta_train", "synth",
-                            files=(common.base_path(p), common.net_path(p), common.tokenizer_file(p)))
+    fp = fingerprint(p)
     main = distributed.is_main()
     last = outer_loop(bundle, cfg, train_eps, val_eps, p.seed, tracking.log_metrics, progress and main,
                       ckpt_dir=out / "checkpoints", fingerprint=fp, exposure=expo)
