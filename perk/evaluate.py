@@ -19,7 +19,7 @@ import torch
 
 from . import progress as progress_
 from .data.io import atomic_write_bytes
-from .prompts import context_prompt, greedy_answer, question_prompt
+from .prompts import ContextPrefix, context_prompt, greedy_answer, question_prompt
 from .scoring import exact_match, substring_match, token_f1, wilson_interval
 
 PRED_SCHEMA = pa.schema([
@@ -52,36 +52,60 @@ def adapted(model: torch.nn.Module, fast: dict[str, torch.Tensor]):
 
 
 def prompt_answerer(model, tokenizer, max_positions: int, max_new_tokens: int, device="cpu") -> Answerer:
-    """The baseline: context in the prompt."""
+    """The baseline: context in the prompt. Sibling questions of one context share its prefill."""
+    prefix = ContextPrefix(model, device)
+
     def answer(row: dict):
-        prompt = context_prompt(row)
-        n = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-        if n + max_new_tokens > max_positions:
+        ids = tokenizer(context_prompt(row), add_special_tokens=False)["input_ids"]
+        if len(ids) + max_new_tokens > max_positions:
             return None, "out_of_range"
-        return greedy_answer(model, tokenizer, prompt, max_new_tokens, device), "ok"
+        ctx = tokenizer("\n".join(row["context"]), add_special_tokens=False)["input_ids"]
+        return greedy_answer(model, tokenizer, ids, max_new_tokens, device, prefix(row["context"], ctx, ids)), "ok"
     return answer
 
 
+class Encodes:
+    """Fast weights per context, shared by the answerers of one bundle: sibling questions of one
+    context (every key asked, as the capacity curve does) and the wrong-context control (whose
+    donor context PERK already encoded for the donor's own question) cost no further encode. The
+    test-time encode is deterministic, so a cached encode is the one a fresh encode would give.
+    `size` bounds how many contexts are kept (oldest dropped first)."""
+
+    def __init__(self, bundle, tokenizer, device="cpu", micro_batch: int = 0, size: int = 1):
+        self.bundle, self.tokenizer, self.device, self.micro_batch, self.size = bundle, tokenizer, device, micro_batch, size
+        self._fast: dict[tuple, dict[str, torch.Tensor]] = {}
+        self.encoded = 0  # encodes run (the rest were reused): tests and progress read it
+
+    def __call__(self, context: list[str], example_id=None) -> dict[str, torch.Tensor]:
+        from .meta import chunk_batch
+
+        key = tuple(context)
+        if key in self._fast:
+            self._fast[key] = self._fast.pop(key)  # most recently used last
+            return self._fast[key]
+        chunks = {k: v.to(self.device) for k, v in chunk_batch(self.tokenizer, list(context)).items()}
+        enc = self.bundle.encode(chunks, train=False, example_id=example_id, micro_batch=self.micro_batch)
+        self.encoded += 1
+        self._fast[key] = {n: t.detach() for n, t in enc.as_dict().items()}
+        while len(self._fast) > self.size:
+            self._fast.pop(next(iter(self._fast)))
+        return self._fast[key]
+
+
 def perk_answerer(bundle, tokenizer, max_new_tokens: int, device="cpu", micro_batch: int = 0,
-                  context_of: Callable[[dict], dict | None] | None = None) -> Answerer:
+                  context_of: Callable[[dict], dict | None] | None = None,
+                  encodes: Encodes | None = None) -> Answerer:
     """PERK: encode the context into the adapter (first-order, micro-batched), answer without it.
     `context_of(row)` picks the row whose context is encoded instead (the wrong-context control;
-    None: no donor, the row is skipped as `no_donor`)."""
-    from .meta import chunk_batch
-
-    last: dict = {}  # the last context's fast weights: sibling questions of one context (every key
-    # asked, as the capacity curve does) cost one encode; the test-time encode is deterministic
+    None: no donor, the row is skipped as `no_donor`). `encodes`: a cache shared with other
+    answerers of this bundle (default: one of its own that keeps the last context)."""
+    encodes = encodes or Encodes(bundle, tokenizer, device, micro_batch)
 
     def answer(row: dict):
         source = context_of(row) if context_of else row
         if source is None:
             return None, "no_donor"
-        key = tuple(source["context"])
-        if last.get("key") != key:
-            chunks = {k: v.to(device) for k, v in chunk_batch(tokenizer, source["context"]).items()}
-            enc = bundle.encode(chunks, train=False, example_id=row["id"], micro_batch=micro_batch)
-            last.update(key=key, fast={n: t.detach() for n, t in enc.as_dict().items()})
-        with adapted(bundle.lm, last["fast"]):
+        with adapted(bundle.lm, encodes(source["context"], example_id=row["id"])):
             return greedy_answer(bundle.lm, tokenizer, question_prompt(row), max_new_tokens, device), "ok"
     return answer
 

@@ -47,10 +47,43 @@ def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def greedy_answer(model, tokenizer, prompt: str, max_new_tokens: int = 16, device="cpu") -> str:
-    """Greedy decoding until eos; returns the decoded new text, stripped."""
-    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(device)
+def greedy_answer(model, tokenizer, prompt: str | list[int], max_new_tokens: int = 16, device="cpu",
+                  past_key_values=None) -> str:
+    """Greedy decoding until eos; returns the decoded new text, stripped. `prompt` may be given as
+    token ids; `past_key_values` holds the KV of a prefix of them (it is extended in place).
+    The KV cache is asked for explicitly: the tiny models' configs say use_cache=False (training
+    never wants it), and generate() would then recompute the whole prompt for every new token."""
+    ids = prompt if isinstance(prompt, list) else tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([ids], dtype=torch.long, device=device)
     out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                          do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=tokenizer.eos_token_id)
+                         eos_token_id=tokenizer.eos_token_id, use_cache=True, past_key_values=past_key_values)
     return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+
+
+class ContextPrefix:
+    """The KV cache of the last context's tokens, so sibling questions of one context (the
+    capacity curve asks every key) prefill it once. A copy is handed to each question (decoding
+    extends the cache in place). Exact: a question reuses the cache only if its prompt's tokens
+    start with the cached ones; the context's last token is left out of the cache because it may
+    merge with the text that follows."""
+
+    def __init__(self, model, device="cpu"):
+        self.model, self.device = model, device
+        self.key, self.ids, self.kv = None, [], None
+
+    @torch.no_grad()
+    def __call__(self, context: list[str], context_ids: list[int], prompt_ids: list[int]):
+        import copy
+
+        key = tuple(context)
+        if key != self.key:
+            n = 0
+            while n < min(len(context_ids), len(prompt_ids)) and context_ids[n] == prompt_ids[n]:
+                n += 1
+            self.key, self.ids = key, prompt_ids[:max(n - 1, 0)]
+            self.kv = (self.model(torch.tensor([self.ids], device=self.device), use_cache=True).past_key_values
+                       if self.ids else None)
+        if self.kv is None or prompt_ids[:len(self.ids)] != self.ids:
+            return None
+        return copy.deepcopy(self.kv)

@@ -3,10 +3,9 @@ import random
 
 import torch
 
-from perk.config import load_params
 from perk.controls import chance, is_distractor, wrong_context_rows
 
-from test_pretrain import MICRO
+from test_answer_reuse import noisy_micro_bundle
 
 
 def _row(i, L, facts, answer):
@@ -35,20 +34,9 @@ def test_distractor_is_another_value_of_the_same_context():
 def test_perk_predictions_do_not_read_labels(tmp_path, tiny_tokenizer):
     """Scrambling a test row's labels (answer, supporting facts/chunks, depths) changes nothing
     PERK predicts: evaluation reads the context and the question only."""
-    from perk.bundle import PerkBundle
-    from perk.data.synth import synthesize
     from perk.evaluate import init_answerer, perk_answerer
-    from perk.stages.common import rows
 
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    p = load_params(MICRO, [f"synth.out_dir={tmp_path}/synth"])
-    synthesize(p.synth, tiny_tokenizer, p.synth.out_dir, progress=False)
-    test = rows(p, p.meta_train.task, "test")
-    bundle = PerkBundle(p, tiny_tokenizer).eval()
-    with torch.no_grad():  # a non-trivial init, so answers vary with the context
-        for t in bundle.lm.parameters():
-            t.add_(0.05 * torch.randn_like(t))
+    _, bundle, test = noisy_micro_bundle(tmp_path, tiny_tokenizer)
     rng = random.Random(0)
 
     def scrambled(r):

@@ -11,18 +11,21 @@ from . import Shards, Stage, common, models, perk_model
 
 def _answerers(p: Params, tok, test_rows: list[dict]) -> dict:
     from ..controls import method_name, wrong_context_rows
-    from ..evaluate import init_answerer, perk_answerer, prompt_answerer
+    from ..evaluate import Encodes, init_answerer, perk_answerer, prompt_answerer
 
     cfg, dev, out = p.evaluate, common.device(), {}
     if "perk" in cfg.methods:
         bundle = perk_model.load_perk(p, tok).to(dev).eval()
-        out["perk"] = perk_answerer(bundle, tok, cfg.max_new_tokens, dev, micro_batch=cfg.micro_batch)
+        # every test context's encode is kept (a few hundred KB of LoRA weights each), so the
+        # wrong-context control reuses the donor's encode instead of running it again
+        encodes = Encodes(bundle, tok, dev, cfg.micro_batch, size=len(test_rows))
+        out["perk"] = perk_answerer(bundle, tok, cfg.max_new_tokens, dev, encodes=encodes)
         if "no_inner" in cfg.controls:
             out[method_name("no_inner")] = init_answerer(bundle, tok, cfg.max_new_tokens, dev)
         if "wrong_context" in cfg.controls:
             donors = wrong_context_rows(test_rows)
-            out[method_name("wrong_context")] = perk_answerer(bundle, tok, cfg.max_new_tokens, dev, cfg.micro_batch,
-                                                              context_of=lambda r: donors.get(r["id"]))
+            out[method_name("wrong_context")] = perk_answerer(bundle, tok, cfg.max_new_tokens, dev,
+                                                              context_of=lambda r: donors.get(r["id"]), encodes=encodes)
     if "baseline" in cfg.methods:
         model = models.load_baseline(p, tok).to(dev).eval()
         max_pos = getattr(model.config, "max_position_embeddings", None) or model.config.n_positions
