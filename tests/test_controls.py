@@ -1,7 +1,6 @@
 """PERK's controls on the test grid, and evaluation that reads no labels."""
 import random
 
-import torch
 
 from perk.controls import chance, is_distractor, wrong_context_rows
 
