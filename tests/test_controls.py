@@ -1,7 +1,6 @@
 """PERK's controls on the test grid, and evaluation that reads no labels."""
 import random
 
-
 from perk.controls import chance, is_distractor, wrong_context_rows
 
 from test_answer_reuse import noisy_micro_bundle
