@@ -566,8 +566,11 @@ class CapacityConfig(Section):
     # over its budget already; `-P capacity.ranks=[64]` (or dvc exp run -S) adds the arm
     ranks: list[int] = Field(default_factory=list, description="extra LoRA ranks: a PERK of each "
                              "is meta-trained here (the default meta-train model is lora.rank)")
-    rank_steps: int = Field(300, ge=1, description="meta-training steps of each extra rank (a shorter "
-                            "schedule than meta_train.steps, to fit the pipeline's budget)")
+    rank_steps: int | None = Field(None, ge=1, description="meta-training steps of each extra rank "
+                                   "(None: meta_train.steps, the default rank's own schedule)")
+    rank_alpha: Literal["matched", "same"] = Field(
+        "matched", description="lora.alpha of an extra rank r: 'matched' scales it by sqrt(r / lora.rank), so the "
+        "inner loop's first update (~ alpha / r * sqrt(r)) is as large as the default rank's; 'same' keeps lora.alpha")
     seed: int = Field(4321, ge=0, description="synthesis seed of the capacity contexts")
     out_dir: str = "data/capacity"
 

@@ -1,6 +1,6 @@
 """`perk report`: the README's results tables, in markdown, from the outputs of one pipeline run
 (data/eval/metrics.json, data/meta_train/metrics.json, data/baseline/metrics.json,
-data/profile/points.csv), so the figures quoted are the figures measured."""
+data/profile/points.csv, data/capacity/capacity.json), so the figures quoted are the figures measured."""
 from __future__ import annotations
 
 import csv
@@ -58,6 +58,22 @@ def profile_table(points_csv: Path) -> list[str]:
     return lines
 
 
+def capacity_table(report: dict) -> list[str]:
+    """Recall per method (rows) and facts per context (columns), with where it falls below 90%."""
+    pts = report["points"]
+    facts = sorted({r["facts"] for r in pts})
+    lines = ["| method | " + " | ".join(f"{f} facts" for f in facts) + " |", "|---" * (len(facts) + 1) + "|"]
+    for m in sorted({r["method"] for r in pts}):
+        by = {r["facts"]: r for r in pts if r["method"] == m}
+        cells = [f"{_pct(by[f]['em'])} [{100 * by[f]['em_lo']:.0f}, {100 * by[f]['em_hi']:.0f}] (n={by[f]['n']})"
+                 if f in by and by[f]["em"] is not None else "-" for f in facts]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    below = report.get("falls_below", {})
+    lines.append("\nFirst point below 90%: " + ", ".join(f"{m} {f if f is not None else 'none on this grid'}"
+                                                       for m, f in below.items()) + ".")
+    return lines
+
+
 def report(p: Params) -> str:
     out = []
     ev = Path(p.evaluate.out_dir) / "metrics.json"
@@ -76,6 +92,11 @@ def report(p: Params) -> str:
     prof = Path(p.profile.out_dir) / "points.csv"
     if prof.exists():
         out += ["", "### Profile: peak memory above the loaded model", ""] + profile_table(prof)
+    cap = Path(p.capacity.out_dir) / "capacity.json"
+    if cap.exists():
+        c = json.loads(cap.read_text())
+        out += ["", f"### Capacity: recall vs facts per context at {c['length']} tokens (every key asked)", ""]
+        out += capacity_table(c)
     if not out:
         raise FileNotFoundError(f"no outputs to report: {ev} is missing (run `dvc repro` first)")
     return "\n".join(out) + "\n"

@@ -53,3 +53,30 @@ def test_write_gives_json_csv_parquet_and_plot(tmp_path):
     assert report["length"] == 2048 and len(report["points"]) == 6
     assert (tmp_path / "capacity.csv").read_text().splitlines()[0].startswith("method,facts,n,contexts,correct,em")
     assert all(f.exists() for f in files) and (tmp_path / "plots" / "capacity.png").stat().st_size > 1000
+
+
+def test_extra_rank_keeps_the_default_ranks_first_update_and_schedule():
+    from perk.stages.capacity import rank_params
+
+    p = Params()
+    assert rank_params(p, p.lora.rank) is p
+    q = rank_params(p, 64)  # alpha 16 x sqrt(64 / 16): scale alpha / r x sqrt(r) equal to rank 16's
+    assert (q.lora.rank, q.lora.alpha, q.meta_train.steps) == (64, 32.0, p.meta_train.steps)
+    assert q.lora.alpha / 64 * 64 ** 0.5 == p.lora.alpha / 16 * 16 ** 0.5
+    assert q.meta_train.out_dir.endswith("ranks/perk_r64") and q.meta_train.out_dir != p.meta_train.out_dir
+    same = p.model_copy(update={"capacity": p.capacity.model_copy(update={"rank_alpha": "same", "rank_steps": 300})})
+    assert (rank_params(same, 64).lora.alpha, rank_params(same, 64).meta_train.steps) == (16.0, 300)
+    rs = p.model_copy(update={"lora": p.lora.model_copy(update={"rslora": True})})
+    assert rank_params(rs, 64).lora.alpha == 16.0  # alpha / sqrt(r) already keeps the update size
+
+
+def test_report_table_shows_every_point_and_where_recall_falls():
+    from perk.report_md import capacity_table
+
+    preds = [{"method": "perk_r16", "facts": f, "id": f"capacity/f{f}/x/k{i}", "status": "ok", "em": float(i < k)}
+             for f, k in ((4, 4), (8, 5)) for i in range(f)]
+    pts = capacity.table(preds)
+    lines = capacity_table({"points": pts, "falls_below": capacity.falls_below(pts)})
+    assert lines[0] == "| method | 4 facts | 8 facts |"
+    assert lines[2].startswith("| perk_r16 | 100% [51, 100] (n=4) | 62% [31, 86] (n=8) |")
+    assert lines[-1].endswith("perk_r16 8.")

@@ -9,13 +9,20 @@ from . import Stage, common, models, perk_model
 
 def rank_params(p: Params, rank: int) -> Params:
     """The params of PERK at LoRA `rank`: the default meta-train model, or an extra rank meta-trained
-    here on the shorter capacity.rank_steps schedule (same base, data and everything else)."""
+    here (same base, data and everything else; capacity.rank_steps outer steps, and lora.alpha
+    scaled so its first inner update is as large as the default rank's, unless rank_alpha: same).
+    Why scale: the update a LoRA of scale alpha / r makes from its init grows like sqrt(r), so at
+    a fixed alpha rank 64 writes half as much per inner step as rank 16, which measures the
+    learning rate, not the capacity."""
     if rank == p.lora.rank:
         return p
+    cfg = p.capacity
+    # rsLoRA (scale alpha / sqrt(r)) is matched already
+    alpha = p.lora.alpha * (rank / p.lora.rank) ** 0.5 if cfg.rank_alpha == "matched" and not p.lora.rslora else p.lora.alpha
     return p.model_copy(update={
-        "lora": p.lora.model_copy(update={"rank": rank}),
-        "meta_train": p.meta_train.model_copy(update={"steps": p.capacity.rank_steps,
-                                                      "out_dir": f"{p.capacity.out_dir}/ranks/perk_r{rank}"})})
+        "lora": p.lora.model_copy(update={"rank": rank, "alpha": alpha}),
+        "meta_train": p.meta_train.model_copy(update={"steps": cfg.rank_steps or p.meta_train.steps,
+                                                      "out_dir": f"{cfg.out_dir}/ranks/perk_r{rank}"})})
 
 
 def _train_rank(q: Params, progress: bool) -> None:
