@@ -69,12 +69,14 @@ class Encodes:
     context (every key asked, as the capacity curve does) and the wrong-context control (whose
     donor context PERK already encoded for the donor's own question) cost no further encode. The
     test-time encode is deterministic, so a cached encode is the one a fresh encode would give.
-    `size` bounds how many contexts are kept (oldest dropped first)."""
+    The most recent contexts are kept while their weights fit in `max_bytes` (the last one always:
+    the default keeps just it); a dropped one is encoded again if asked."""
 
-    def __init__(self, bundle, tokenizer, device="cpu", micro_batch: int = 0, size: int = 1):
-        self.bundle, self.tokenizer, self.device, self.micro_batch, self.size = bundle, tokenizer, device, micro_batch, size
+    def __init__(self, bundle, tokenizer, device="cpu", micro_batch: int = 0, max_bytes: int = 0):
+        self.bundle, self.tokenizer, self.device, self.micro_batch = bundle, tokenizer, device, micro_batch
+        self.max_bytes = max_bytes
         self._fast: dict[tuple, dict[str, torch.Tensor]] = {}
-        self.encoded = 0  # encodes run (the rest were reused): tests and progress read it
+        self.encoded = 0  # encodes run (the rest were reused): tests read it
 
     def __call__(self, context: list[str], example_id=None) -> dict[str, torch.Tensor]:
         from .meta import chunk_batch
@@ -87,7 +89,8 @@ class Encodes:
         enc = self.bundle.encode(chunks, train=False, example_id=example_id, micro_batch=self.micro_batch)
         self.encoded += 1
         self._fast[key] = {n: t.detach() for n, t in enc.as_dict().items()}
-        while len(self._fast) > self.size:
+        each = sum(t.numel() * t.element_size() for t in self._fast[key].values())
+        while len(self._fast) > max(1, self.max_bytes // max(each, 1)):
             self._fast.pop(next(iter(self._fast)))
         return self._fast[key]
 

@@ -58,7 +58,7 @@ def test_wrong_context_reuses_the_donor_encode(tmp_path, tiny_tokenizer):
     p, bundle, test = noisy_micro_bundle(tmp_path, tiny_tokenizer)
     donors = wrong_context_rows(test)
     assert donors, "micro test rows should have a wrong-context donor"
-    shared = Encodes(bundle, tiny_tokenizer, micro_batch=2, size=len(test))
+    shared = Encodes(bundle, tiny_tokenizer, micro_batch=2, max_bytes=1 << 29)
     own = perk_answerer(bundle, tiny_tokenizer, 3, encodes=shared)
     wrong = perk_answerer(bundle, tiny_tokenizer, 3, context_of=lambda r: donors.get(r["id"]), encodes=shared)
     got = [own(r) for r in test] + [wrong(r) for r in test]

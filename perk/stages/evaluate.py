@@ -8,6 +8,8 @@ from ..config import Params
 from ..data.imports.tasks import eval_lengths, train_length
 from . import Shards, Stage, common, models, perk_model
 
+ENCODE_CACHE_BYTES = 1 << 29  # 512 MiB of fast weights kept for reuse (a large model keeps fewer)
+
 
 def _answerers(p: Params, tok, test_rows: list[dict]) -> dict:
     from ..controls import method_name, wrong_context_rows
@@ -16,9 +18,9 @@ def _answerers(p: Params, tok, test_rows: list[dict]) -> dict:
     cfg, dev, out = p.evaluate, common.device(), {}
     if "perk" in cfg.methods:
         bundle = perk_model.load_perk(p, tok).to(dev).eval()
-        # every test context's encode is kept (a few hundred KB of LoRA weights each), so the
-        # wrong-context control reuses the donor's encode instead of running it again
-        encodes = Encodes(bundle, tok, dev, cfg.micro_batch, size=len(test_rows))
+        # the wrong-context control reuses the donor's encode (PERK's own answers ran it) while
+        # the kept encodes fit in ENCODE_CACHE_BYTES: all 200 of the tiny default (~0.4 MB each)
+        encodes = Encodes(bundle, tok, dev, cfg.micro_batch, max_bytes=ENCODE_CACHE_BYTES)
         out["perk"] = perk_answerer(bundle, tok, cfg.max_new_tokens, dev, encodes=encodes)
         if "no_inner" in cfg.controls:
             out[method_name("no_inner")] = init_answerer(bundle, tok, cfg.max_new_tokens, dev)
