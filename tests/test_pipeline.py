@@ -61,7 +61,7 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
               "eval/plots/needle_multikey_accuracy.png", "eval/plots/needle_multikey_perk_heatmap.png",
               "profile/points.csv", "profile/metrics.json", "profile/plots/memory_vs_length.png",
               "capacity/capacity.json", "capacity/capacity.csv", "capacity/plots/capacity.png",
-              "capacity/ranks/perk_r4/perk.safetensors"):
+              "capacity/ranks/index.json"):
         assert (d / f).exists(), f
     metrics = json.loads((d / "eval" / "metrics.json").read_text())
     assert set(metrics) == {"perk", "baseline", "perk_no_inner", "perk_wrong_context", "chance"}
@@ -72,7 +72,7 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
     expected = metrics["perk_no_inner"]["needle_multikey"]["expected"]  # exact, over every test key
     assert expected["keys"] == 62 and 0 <= expected["expected_em"] <= 1 / 230
     cap = json.loads((d / "capacity" / "capacity.json").read_text())
-    assert {(r["method"], r["facts"]) for r in cap["points"]} == {(m, f) for m in ("perk_r2", "perk_r4", "baseline") for f in (2, 4)}
+    assert {(r["method"], r["facts"]) for r in cap["points"]} == {(m, f) for m in ("perk_r2", "baseline") for f in (2, 4)}
     prof = json.loads((d / "profile" / "metrics.json").read_text())
     assert set(prof["memory_growth"]) == {"perk_mb4", "prompt"}
     again = _run([str(BIN / "dvc"), "repro"], proj)
@@ -88,6 +88,18 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
     assert runs == sorted([("tokenizer", "perk", "FINISHED"), ("synth", "perk", "FINISHED"),
                            ("import", "perk-imports", "FINISHED")] +
                           [(s, "perk-needle", "FINISHED") for s in ("pretrain", "meta-train", "baseline", "evaluate", "capacity", "profile")]), runs
+    # an extra LoRA rank: only capacity reruns, meta-training it on the same base
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    params["capacity"]["ranks"] = [4]
+    (proj / "params.yaml").write_text(yaml.safe_dump(params))
+    status = _run([str(BIN / "dvc"), "status"], proj)
+    assert "capacity:" in status and "meta-train:" not in status and "evaluate:" not in status, status
+    out = _run([str(BIN / "dvc"), "repro"], proj)
+    assert "Running stage 'capacity'" in out and "Running stage 'meta-train'" not in out, out[-3000:]
+    assert (d / "capacity" / "ranks" / "perk_r4" / "perk.safetensors").exists()
+    cap = json.loads((d / "capacity" / "capacity.json").read_text())
+    assert {r["method"] for r in cap["points"]} == {"perk_r2", "perk_r4", "baseline"}
+    assert json.loads((d / "capacity" / "ranks" / "index.json").read_text())["extra_ranks"] == [4]
 
 
 def _kill_and_resume(proj, command, args, ckpts: Path, out_file: Path, step_dir: str):
