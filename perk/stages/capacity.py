@@ -65,8 +65,7 @@ def capacity(p: Params, progress: bool = True) -> Path:
         if q is not p:
             _train_rank(q, progress)
     # ranks/ is a DVC out even with no extra rank (the default): its index says which were trained
-    common.write_json(out / "ranks" / "index.json", {"extra_ranks": [r for r in ranks if r != p.lora.rank],
-                                                     "dirs": [ranks[r].meta_train.out_dir for r in ranks if r != p.lora.rank]})
+    common.write_json(out / "ranks" / "index.json", {"extra_ranks": [r for r in ranks if r != p.lora.rank]})
     tok = common.tokenizer(p)
     rows, answerers = contexts(p, tok), _answerers(p, tok, ranks)
     cells = out / "cells" / common.fingerprint(p, "capacity", "evaluate", "inner", "model", "lora", "synth",
