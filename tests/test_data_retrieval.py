@@ -7,7 +7,7 @@ from perk.config import RetrievalSpec
 from perk.data import retrieval
 
 SPEC = RetrievalSpec()
-DOC = re.compile(r"API: (\w+)\. Description: Use it to (.+?)\. Parameters: ([\w, ]+)\. Returns: ([\w ]+)\.")
+DOC = re.compile(r"The API to (?P<purpose>.+?) is (?P<name>\w+)\. Parameters: ([\w, ]+)\. Returns: ([\w ]+)\.")
 
 
 @pytest.mark.parametrize("sub", SPEC.subtasks)
@@ -17,17 +17,17 @@ def test_retrieval_gold_found_by_parsing(tiny_tokenizer, sub, length):
         docs = [DOC.fullmatch(c) for c in e.context]
         assert all(docs), "every chunk is one API document"
         purpose = re.fullmatch(r"Which API should be used to (.+)\?", e.question).group(1)
-        gold = [i for i, m in enumerate(docs) if m.group(2) == purpose]
-        assert len(gold) == 1 and docs[gold[0]].group(1) == e.answer
-        assert len({m.group(1) for m in docs}) == len(docs)
-        assert e.supporting_chunks == gold and e.answer_prefix == "The API is"
+        gold = [i for i, m in enumerate(docs) if m.group("purpose") == purpose]
+        assert len(gold) == 1 and docs[gold[0]].group("name") == e.answer
+        assert len({m.group("name") for m in docs}) == len(docs)
+        assert e.supporting_chunks == gold and e.answer_prefix == f"The API to {purpose} is"
         n = len(docs)
         want = {"first": 0, "middle": round(0.5 * (n - 1)), "last": n - 1}.get(sub)
         if want is not None:
             assert gold[0] == want
         # hard negatives: some distractor shares all but one part of the purpose
         words = purpose.split()
-        assert any(sum(a == b for a, b in zip(words, m.group(2).split())) >= len(words) - 1
+        assert any(sum(a == b for a, b in zip(words, m.group("purpose").split())) >= len(words) - 1
                    for i, m in enumerate(docs) if i != gold[0])
         total = context_tokens(tiny_tokenizer, e.context)
         assert total == e.context_tokens and abs(total - length) <= 0.05 * length
@@ -38,12 +38,12 @@ def test_retrieval_names_from_split(tiny_tokenizer):
     from perk.data.lexicon import pool
     for e in retrieval.generate(SPEC, "train", 4, 512, None, 4, tiny_tokenizer):
         for c in e.context:
-            parts = DOC.fullmatch(c).group(1).split("_")
+            parts = DOC.fullmatch(c).group("name").split("_")
             assert len(parts) in (2, 3) and all(p in pool("api", "train") for p in parts)
 
 
 def test_retrieval_long_context_keeps_names_unique(tiny_tokenizer):
     (e,) = retrieval.generate(SPEC, "test", 1, 65536, None, 1, tiny_tokenizer, subtask="random")
-    names = [DOC.fullmatch(c).group(1) for c in e.context]
+    names = [DOC.fullmatch(c).group("name") for c in e.context]
     assert len(names) == len(set(names)) > 900
     assert abs(e.context_tokens - 65536) <= 0.05 * 65536

@@ -24,7 +24,7 @@ NEEDLE = re.compile(r"One of the special magic words for (\w+) is (\w+)\.")
 MOVE = re.compile(r"(\w+) (?:moved|went|journeyed|travelled) to the (\w+)\.")
 RECORD = re.compile(r"Student record\. ID: (?P<id>\d+)\. Name: (?P<name>\w+ \w+)\. Year: (?P<year>\d+)\. "
                     r"School: (?P<school>\w+ College)\. Major: (?P<major>\w+)\. Grade: (?P<grade>\d+)\.")
-DOC = re.compile(r"API: (\w+)\. Description: .*")
+DOC = re.compile(r"The API to .+? is (\w+)\. Parameters: .*")
 
 
 def text(e, sp) -> str:

@@ -193,7 +193,7 @@ def test_sample_corpus_and_bench(tiny_tokenizer):
     texts = sample_corpus(120, 3)
     assert texts == sample_corpus(120, 3) and texts != sample_corpus(120, 4)
     joined = "\n".join(texts)
-    for marker in ("special magic word", "pass key", "Student record", "API:", " to the "):
+    for marker in ("special magic word", "pass key", "Student record", "The API to", " to the "):
         assert marker in joined
     rows = bench_synth(tiny_tokenizer, lengths=(512,))
     assert {r["task"] for r in rows} == {"needle", "babilong", "records", "retrieval"}

@@ -20,7 +20,7 @@ def test_evaluate_retrieval_random_writes_metrics_and_plots(tmp_path, mlflow_sto
     over += ["synth.tasks.needle.enabled=false", "synth.tasks.retrieval.enabled=true",
              "synth.tasks.retrieval.subtasks=[first, random]", "synth.tasks.retrieval.n_train=4",
              "synth.tasks.retrieval.n_val=2", "synth.tasks.retrieval.n_test=2",
-             "synth.tasks.retrieval.train_lengths=[128]", "synth.tasks.retrieval.eval_lengths=[128, 1024]",
+             "synth.tasks.retrieval.train_lengths=[256]", "synth.tasks.retrieval.eval_lengths=[256, 2048]",
              "meta_train.task=retrieval/random", "baseline.task=retrieval/random", f"evaluate.tasks={tasks}"]
     p = load_params(MICRO, over)
     for name in ("synth", "pretrain", "meta-train", "baseline", "evaluate"):
@@ -30,11 +30,11 @@ def test_evaluate_retrieval_random_writes_metrics_and_plots(tmp_path, mlflow_sto
     for method in ("perk", "baseline"):
         for key in ("retrieval_random", "retrieval_first"):
             m = metrics[method][key]
-            assert set(m) >= {"em_128", "em_1024", "em_128_ci"} and 0.0 <= m["em_128"] <= 1.0
+            assert set(m) >= {"em_256", "em_2048", "em_256_ci"} and 0.0 <= m["em_256"] <= 1.0
     summary = json.loads((out / "summary.json").read_text())
     # the random task's one depth cell is keyed "None" (no number to plot); first is at depth 0.0
-    assert list(summary["perk"]["retrieval/random"]["by_length"]["128"]["by_depth"]) == ["None"]
-    assert list(summary["perk"]["retrieval/first"]["by_length"]["128"]["by_depth"]) == ["0.0"]
+    assert list(summary["perk"]["retrieval/random"]["by_length"]["256"]["by_depth"]) == ["None"]
+    assert list(summary["perk"]["retrieval/first"]["by_length"]["256"]["by_depth"]) == ["0.0"]
     plots = {f.name for f in (out / "plots").iterdir()}
     assert {"retrieval_random_accuracy.png", "retrieval_first_accuracy.png", "retrieval_first_perk_heatmap.png"} <= plots
     assert "retrieval_random_perk_heatmap.png" not in plots  # no depth axis for a random position

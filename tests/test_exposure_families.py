@@ -57,8 +57,8 @@ def test_needle_exposure_text_is_unchanged():
 
 
 RECORD = re.compile(r"Student record\. ID: (\d+)\. Name: (\w+ \w+)\.")
-DOC = re.compile(r"API: (\w+)\. Description: Use it to ([^.]+)\.")
-ASK = re.compile(r"Which API should be used to ([^?]+)\? The API is (\w+)")
+DOC = re.compile(r"The API to ([^.]+) is (\w+)\. Parameters")
+ASK = re.compile(r"Which API should be used to ([^?]+)\? The API to [^.]+ is (\w+)")
 
 
 def test_no_test_pairing_and_no_held_out_key(tiny_tokenizer):
@@ -73,7 +73,7 @@ def test_no_test_pairing_and_no_held_out_key(tiny_tokenizer):
     assert {n for _, n in pairs} & {n for _, n in test_records}  # held-out names are exposed
     # retrieval: no test (purpose, gold name) pairing, as a document or as a question
     gold = {(e.question[len("Which API should be used to "):-1], e.answer) for e in _rows("retrieval", "test", 20, tok)}
-    seen = {(m.group(2), m.group(1)) for t in texts["retrieval"] for m in DOC.finditer(t)}
+    seen = {m.groups() for t in texts["retrieval"] for m in DOC.finditer(t)}
     seen |= {m.groups() for t in texts["retrieval"] for m in ASK.finditer(t)}
     assert len(seen) > 1000 and not seen & gold
     # keys stay training keys: needle keys, babilong persons
@@ -90,8 +90,8 @@ def test_unknown_family_is_named():
 
 
 def test_exposure_uses_each_family_format():
-    for fam, pattern in (("records", records.RECORD.split(".")[0]), ("retrieval", "API: "),
+    for fam, pattern in (("records", records.RECORD.split(".")[0]), ("retrieval", "Parameters: "),
                          ("needle", "special magic words"), ("babilong", "Where is ")):
         assert any(pattern in t for s in range(5) for t in Exposure(None, "train", family=fam).texts(s)), fam
-    assert retrieval.PREFIX in " ".join(Exposure(None, "train", family="retrieval").texts(0) +
+    assert retrieval.PREFIX.split("{")[0] in " ".join(Exposure(None, "train", family="retrieval").texts(0) +
                                         Exposure(None, "train", family="retrieval").texts(1))

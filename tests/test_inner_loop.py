@@ -108,6 +108,11 @@ def test_meta_gradient_matches_finite_differences(arch, opt, eps, rtol, engine):
         dirs = [d / norm for d in dirs]  # unit direction: eps is the real step length
         grads = torch.autograd.grad(outer_loss(m, net, ss, c, chunks, q, engine), params)
         analytic = float(sum((gr * d).sum() for gr, d in zip(grads, dirs)))
+        # the scale the error is judged against: a random direction can be nearly orthogonal to the
+        # gradient (qwen2, seed 3: 5e-6 against a gradient norm of 9e-3), and there the FD noise
+        # floor of a float32-internal loss (~1e-7 here, and CPU-dependent: AVX2 vs AVX-512
+        # rounding) is a large share of |analytic|; a wrong gradient errs on the gradient's scale
+        scale = max(abs(analytic), 0.1 * float(torch.cat([gr.flatten() for gr in grads]).norm()))
 
         def shifted(t):
             with torch.no_grad():
@@ -120,7 +125,7 @@ def test_meta_gradient_matches_finite_differences(arch, opt, eps, rtol, engine):
             return val
         fd = (shifted(eps) - shifted(-eps)) / (2 * eps)
         assert abs(analytic) > 1e-8, name
-        assert abs(fd - analytic) <= rtol * abs(analytic), (name, fd, analytic)
+        assert abs(fd - analytic) <= rtol * scale, (name, fd, analytic, scale)
 
 
 # ------------------------------------------------------------------ truncation

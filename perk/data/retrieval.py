@@ -17,9 +17,15 @@ from .schema import span
 from .haystack import as_counter, choose_count, fit_items, pack_items, stable_seed
 
 TASK = "retrieval"
-DOC = "API: {name}. Description: Use it to {purpose}. Parameters: {params}. Returns: {returns}."
+# The purpose comes before the name, and the answer prefix restates it as the document reads
+# ("The API to P is" NAME): the inner loop's causal-LM loss can only write "what comes before ->
+# what follows" into the adapter, so a document that named the API first ("API: NAME. Use it to
+# P.") stored the reverse of what the question asks (experiments/FAMILIES.md, run H: 0% EM, every
+# answer a name not in the context). This is needle's binding: the answer is predicted after the
+# same words in the fact and in the prompt.
+DOC = "The API to {purpose} is {name}. Parameters: {params}. Returns: {returns}."
 QUESTION = "Which API should be used to {purpose}?"
-PREFIX = "The API is"
+PREFIX = "The API to {purpose} is"
 RETURNS = ("JSON", "a list", "a string", "a number", "a table", "a boolean")
 SUBTASK_DEPTH = {"first": 0.0, "middle": 0.5, "last": 1.0, "random": None}
 PARTS = ("apiverb", "apiadj", "apinoun", "apiobj")
@@ -122,11 +128,13 @@ def generate(spec: RetrievalSpec, split: str, n: int, target_tokens: int, depth:
                 c = j if j < slot else j + 1
                 p, name, at = made[j]
                 others.append(dict(
-                    question=QUESTION.format(purpose=purpose_text(p)), answer=name, supporting_facts=[docs[j]],
+                    question=QUESTION.format(purpose=purpose_text(p)), answer_prefix=PREFIX.format(purpose=purpose_text(p)),
+                    answer=name, supporting_facts=[docs[j]],
                     supporting_chunks=[c], fact_spans=[span(c, 0, len(docs[j]))], answer_spans=[span(c, *at)],
                     depths=[starts[c] / total]))
         return dict(
-            context=chunks, question=QUESTION.format(purpose=purpose_text(gold_p)), answer_prefix=PREFIX,
+            context=chunks, question=QUESTION.format(purpose=purpose_text(gold_p)),
+            answer_prefix=PREFIX.format(purpose=purpose_text(gold_p)),
             answer=gold_name, supporting_facts=[gold_doc], supporting_chunks=[slot],
             fact_spans=[span(slot, 0, len(gold_doc))], answer_spans=[span(slot, *name_at)],
             depths=[starts[slot] / total], context_tokens=total,

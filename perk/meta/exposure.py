@@ -11,7 +11,7 @@ can be learned from it:
 - records: random student records and "What is the F of the student with ID N? Answer: X"
   lines, names from every split (test names are answers the model must be able to write; IDs,
   the records' keys, are random numbers);
-- retrieval: random API documents and "Which API should be used to P? The API is NAME" lines,
+- retrieval: random API documents and "Which API should be used to P? The API to P is NAME" lines,
   names from every split's code words (purposes use shared words);
 - babilong: "PERSON went to the ROOM." and "Where is PERSON? Answer: ROOM" lines, persons (the
   keys) from the training pool (or every pool), rooms (the answers, a shared pool).
@@ -83,7 +83,7 @@ class Exposure:
             params = ", ".join(rng.sample(pool("param"), rng.randint(1, 3)))
             return retrieval.DOC.format(name=name, purpose=purpose, params=params,
                                         returns=rng.choice(retrieval.RETURNS))
-        return _qa(retrieval.QUESTION.format(purpose=purpose), retrieval.PREFIX, name)
+        return _qa(retrieval.QUESTION.format(purpose=purpose), retrieval.PREFIX.format(purpose=purpose), name)
 
     def loss(self, lm: torch.nn.Module, step: int) -> torch.Tensor:
         """Mean next-token loss of `lm` on this step's exposure text."""
