@@ -589,6 +589,22 @@ class CapacityConfig(Section):
         return v
 
 
+class CellConfig(Section):
+    """One cell of the task matrix (issue 13): its own pretrain -> meta-train -> baseline -> evaluate
+    chain on one task, under {cells_dir}/<name>/ (perk/cells.py; dvc.yaml stages cell-*@<name>)."""
+    task: str = Field(description="family/subtask (or imported dataset) the cell trains and evaluates on")
+    set: dict[str, Any] = Field(default_factory=dict, description="dotted overrides for this cell only, "
+                                "e.g. {meta_train.steps: 300, evaluate.tasks: [needle/single, needle/passkey]}")
+
+    @field_validator("task")
+    @classmethod
+    def _task(cls, v: str) -> str:
+        return task_or_import(v)
+
+
+CELL_NAME = r"^[a-z0-9][a-z0-9-]*$"  # a directory name and a DVC foreach key
+
+
 class Params(Section):
     seed: int = Field(0, ge=0)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
@@ -603,6 +619,19 @@ class Params(Section):
     profile: ProfileConfig = Field(default_factory=ProfileConfig)
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
     imports: ImportsConfig = Field(default_factory=ImportsConfig)
+    cells_dir: str = Field("data/cells", description="where each cell of the task matrix writes its chain")
+    cells: dict[str, CellConfig] = Field(default_factory=dict, description="the task matrix: name -> cell")
+    cell: str | None = Field(None, description="set by `--cell NAME` (perk/cells.py), not in params.yaml")
+
+    @field_validator("cells")
+    @classmethod
+    def _cell_names(cls, v: dict) -> dict:
+        import re
+        bad = [k for k in v if not re.match(CELL_NAME, k)]
+        if bad:
+            raise ValueError(f"cell names {bad} must be lower-case letters, digits and '-' (a directory and a "
+                             f"DVC stage key), e.g. retrieval-random")
+        return v
 
     @model_validator(mode="after")
     def _imported_tasks(self):
@@ -662,7 +691,10 @@ def validate_params(tree: dict, source: str = "params") -> Params:
         raise ConfigError(format_errors(err, source)) from None
 
 
-def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
+def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None,
+                cell: str | None = None) -> Params:
+    """params.yaml with `overrides` ("key.path=value"); `cell`: as that cell of the task matrix runs
+    (perk/cells.py: its task, its output directories, its own overrides)."""
     from .guarded import ArtifactError, read_text
 
     path = Path(path)
@@ -681,4 +713,8 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = 
         raise ConfigError(f"{path}: params file not found")
     for item in overrides or []:
         _set_dotted(tree, *parse_override(item))
+    if cell is not None:
+        from .cells import apply_cell
+        tree = apply_cell(tree, cell, validate_params(tree, str(path)), str(path))
+        return validate_params(tree, f"{path} as cell {cell!r} (its task and cells.{cell}.set applied)")
     return validate_params(tree, str(path))

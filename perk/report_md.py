@@ -74,14 +74,15 @@ def capacity_table(report: dict) -> list[str]:
     return lines
 
 
-def report(p: Params) -> str:
+def _chain(p: Params, title: str = "") -> list[str]:
+    """The accuracy tables of one chain's evaluate, and its training metrics."""
     out = []
     ev = Path(p.evaluate.out_dir) / "metrics.json"
     if ev.exists():
         metrics = json.loads(ev.read_text())
         for task in p.evaluate.tasks:
             spec = getattr(p.synth.tasks, task.split("/")[0])
-            out += [f"### {task} (test, exact match, 95% Wilson intervals)", ""]
+            out += [f"### {title}{task} (test, exact match, 95% Wilson intervals)", ""]
             out += accuracy_table(metrics, task.replace("/", "_"), max(spec.train_lengths)) + [""]
     for name, d in (("meta-train", p.meta_train.out_dir), ("baseline", p.baseline.out_dir)):
         f = Path(d) / "metrics.json"
@@ -89,6 +90,17 @@ def report(p: Params) -> str:
             m = json.loads(f.read_text())
             shown = (_pct(v) if "em" in k else f"{v:.4g}" if isinstance(v, float) else v for k, v in sorted(m.items()))
             out.append(f"- {name}: " + ", ".join(f"{k} {s}" for k, s in zip(sorted(m), shown)))
+    return out
+
+
+def report(p: Params) -> str:
+    from .cells import apply_cell
+    from .config import validate_params
+
+    out = _chain(p)
+    for name in p.cells:  # the task matrix: each cell's own chain (perk/cells.py)
+        tree = apply_cell(p.model_dump(mode="json"), name, p, "params")
+        out += [""] + _chain(validate_params(tree, f"cell {name}"), f"cell {name}: ")
     prof = Path(p.profile.out_dir) / "points.csv"
     if prof.exists():
         out += ["", "### Profile: peak memory above the loaded model", ""] + profile_table(prof)

@@ -18,8 +18,11 @@ BIN = Path(sys.executable).parent
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
+CELL_STAGES = [n for n in DVC if n.startswith("cell-")]
+
+
 def test_every_stage_is_one_dvc_stage_with_the_same_name_and_command():
-    assert list(DVC) == stages.names()
+    assert [n for n in DVC if n not in CELL_STAGES] == stages.names()
     for name in stages.names():
         assert DVC[name]["cmd"] == f"perk {name}", name
         assert stages.get(name).name == name
@@ -30,6 +33,21 @@ def test_dvc_deps_cover_every_module_the_stage_can_import(name):
     module = f"perk.stages.{stages.ORDER[name][0]}"
     missing = sorted(str(f.relative_to(ROOT)) for f in closure(module) if not covered(f, DVC[name]["deps"]))
     assert not missing, f"dvc.yaml stage {name!r} lacks deps on {missing}"
+
+
+def test_each_cell_stage_repeats_its_main_stage_on_the_cell():
+    """cell-<stage>@NAME (the task matrix, perk/cells.py) is `perk <stage> --cell NAME` with the main
+    stage's code deps, its data deps moved under the cell's directory, and the cell's params."""
+    from perk.cli import CELL_STAGES as CLI_CELLS
+    assert CELL_STAGES == [f"cell-{n}" for n in CLI_CELLS]
+    for name in CLI_CELLS:
+        main, cell = DVC[name], DVC[f"cell-{name}"]
+        assert cell["foreach"] == "${cells}" and cell["do"]["cmd"] == f"perk {name} --cell ${{key}}"
+        code = [d for d in main["deps"] if d.startswith("perk/")]
+        assert [d for d in cell["do"]["deps"] if d.startswith("perk/")] == code, name
+        data = [d for d in cell["do"]["deps"] if not d.startswith("perk/")]
+        assert all(d == "data/synth" or d.startswith("${cells_dir}/${key}/") for d in data), (name, data)
+        assert {"cells_dir", "cells.${key}"} <= set(cell["do"]["params"]), name
 
 
 def test_the_walk_sees_lazy_imports():

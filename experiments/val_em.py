@@ -1,0 +1,46 @@
+"""Validation EM (greedy answers, the test's scoring) of a finished run's PERK and baseline on any
+tasks: the figure settings are selected by (test sets are for the final tables only).
+Run in the run's project dir, with that run's overrides and optionally --cell NAME:
+   PYTHONPATH=$PWD python experiments/val_em.py [--cell NAME] [--tasks a/b,c/d] [--n 64] [key=value ...]"""
+import argparse
+import json
+import time
+
+import torch
+
+from perk.config import load_params
+from perk.evaluate import perk_answerer, prompt_answerer
+from perk.scoring import exact_match, wilson_interval
+from perk.stages import common, models, perk_model
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--cell")
+ap.add_argument("--tasks", help="comma-separated (default: the run's meta_train.task)")
+ap.add_argument("--n", type=int, default=64, help="validation questions per task")
+ap.add_argument("--methods", default="perk,baseline")
+ap.add_argument("overrides", nargs="*")
+a = ap.parse_args()
+torch.set_num_threads(int(torch.get_num_threads()))
+p = load_params("params.yaml", a.overrides, cell=a.cell)
+tok = common.tokenizer(p)
+answer = {}
+if "perk" in a.methods:
+    answer["perk"] = perk_answerer(perk_model.load_perk(p, tok).eval(), tok, p.evaluate.max_new_tokens,
+                                   torch.device("cpu"), micro_batch=p.evaluate.micro_batch)
+if "baseline" in a.methods:
+    m = models.load_baseline(p, tok).eval()
+    answer["baseline"] = prompt_answerer(m, tok, m.config.max_position_embeddings, p.evaluate.max_new_tokens,
+                                         torch.device("cpu"))
+out = {}
+for task in (a.tasks.split(",") if a.tasks else [p.meta_train.task]):
+    rows = common.rows(p, task, "val")[:a.n]
+    for method, ans in answer.items():
+        t0 = time.time()
+        preds = [ans(r)[0] for r in rows]
+        k = sum(exact_match(x, r["answer"]) for x, r in zip(preds, rows))
+        lo, hi = wilson_interval(k, len(rows))
+        out[f"{task} {method}"] = {"em": k / len(rows), "n": len(rows), "ci": [round(lo, 3), round(hi, 3)],
+                                   "examples": [(x, r["answer"]) for x, r in zip(preds[:4], rows[:4])]}
+        print(f"{task:22s} {method:8s} val EM {k:.0f}/{len(rows)} = {k / len(rows):.3f} [{lo:.2f}, {hi:.2f}] "
+              f"({time.time() - t0:.0f} s) e.g. {out[f'{task} {method}']['examples'][:2]}", flush=True)
+print(json.dumps(out))

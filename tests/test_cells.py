@@ -1,0 +1,51 @@
+"""The task matrix's cells (perk/cells.py): a cell changes the task, the output directories and
+its own overrides, nothing else; a wrong cell fails at config load naming what is valid."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from perk.config import ConfigError, load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _params(tmp_path, cells) -> Path:
+    tree = yaml.safe_load((ROOT / "params.yaml").read_text())
+    tree["cells"] = cells
+    f = tmp_path / "params.yaml"
+    f.write_text(yaml.safe_dump(tree))
+    return f
+
+
+def test_a_cell_sets_task_dirs_and_its_overrides_only(tmp_path):
+    f = _params(tmp_path, {"retrieval-random": {"task": "retrieval/random", "set": {"meta_train.steps": 30}}})
+    main, cell = load_params(f), load_params(f, cell="retrieval-random")
+    assert (cell.meta_train.task, cell.baseline.task, cell.evaluate.tasks) == ("retrieval/random",) * 2 + (["retrieval/random"],)
+    assert cell.meta_train.steps == 30 and main.meta_train.steps == 700
+    assert cell.pretrain.out_dir == "data/cells/retrieval-random/pretrain"
+    assert cell.evaluate.out_dir == "data/cells/retrieval-random/eval" and cell.cell == "retrieval-random"
+    changed = {k for k in type(main).model_fields if getattr(main, k) != getattr(cell, k)}
+    assert changed == {"pretrain", "meta_train", "baseline", "evaluate", "cell"}
+    assert cell.synth == main.synth and cell.inner == main.inner
+
+
+@pytest.mark.parametrize("cells,cell,needle", [
+    ({"a-b": {"task": "needle/single"}}, "nope", "no such cell; cells: a-b"),
+    ({"A_b": {"task": "needle/single"}}, None, "must be lower-case letters"),
+    ({"a": {"task": "needle/foo"}}, None, "unknown task 'needle/foo'; needle defines"),
+    ({"a": {"task": "needle/single", "set": {"meta_train.stepz": 1}}}, "a", "meta_train.stepz: unknown key"),
+    ({"a": {"task": "needle/single", "set": {"meta_train.out_dir": "x"}}}, "a", "cannot be set per cell"),
+])
+def test_bad_cells_fail_at_load_naming_the_problem(tmp_path, cells, cell, needle):
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
+        load_params(_params(tmp_path, cells), cell=cell)
+
+
+def test_the_cli_names_a_missing_cell_and_exits_2(tmp_path):
+    f = _params(tmp_path, {"babilong-qa1": {"task": "babilong/qa1"}})
+    r = subprocess.run([sys.executable, "-m", "perk.cli", "meta-train", "--params", str(f), "--cell", "qa1"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and "--cell 'qa1': no such cell; cells: babilong-qa1" in r.stderr, r.stderr
