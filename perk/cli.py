@@ -26,7 +26,7 @@ def _common(sp: argparse.ArgumentParser) -> None:
                     "a line every 10%% or minute elsewhere)")
 
 
-CELL_STAGES = ("pretrain", "meta-train", "baseline", "evaluate")  # the chain a cell repeats (perk/cells.py)
+MATRIX_STAGES = ("pretrain", "meta-train", "baseline", "evaluate")  # the chain a cell repeats (perk/matrix.py)
 
 
 def _load(args):
@@ -99,9 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--tasks", help="comma-separated task families to generate (default: those enabled)")
         if name == "import":
             _import_arguments(sp)
-        if name in CELL_STAGES:
+        if name in MATRIX_STAGES:
             sp.add_argument("--cell", metavar="NAME", help="run as that cell of the task matrix (params.yaml "
-                            "`cells:`): its task, its own directories under cells_dir/NAME, its overrides")
+                            "`matrix:`): its task, its own directories under matrix_dir/NAME, its overrides")
         sp.set_defaults(func=_stage_runner(name))
 
     sp = sub.add_parser("report", help="print the results tables (markdown) of the last pipeline run",

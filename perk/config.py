@@ -589,9 +589,9 @@ class CapacityConfig(Section):
         return v
 
 
-class CellConfig(Section):
+class MatrixCell(Section):
     """One cell of the task matrix (issue 13): its own pretrain -> meta-train -> baseline -> evaluate
-    chain on one task, under {cells_dir}/<name>/ (perk/cells.py; dvc.yaml stages cell-*@<name>)."""
+    chain on one task, under {matrix_dir}/<name>/ (perk/matrix.py; dvc.yaml stages matrix-*@<name>)."""
     task: str = Field(description="family/subtask (or imported dataset) the cell trains and evaluates on")
     set: dict[str, Any] = Field(default_factory=dict, description="dotted overrides for this cell only, "
                                 "e.g. {meta_train.steps: 300, evaluate.tasks: [needle/single, needle/passkey]}")
@@ -619,11 +619,11 @@ class Params(Section):
     profile: ProfileConfig = Field(default_factory=ProfileConfig)
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
     imports: ImportsConfig = Field(default_factory=ImportsConfig)
-    cells_dir: str = Field("data/cells", description="where each cell of the task matrix writes its chain")
-    cells: dict[str, CellConfig] = Field(default_factory=dict, description="the task matrix: name -> cell")
-    cell: str | None = Field(None, description="set by `--cell NAME` (perk/cells.py), not in params.yaml")
+    matrix_dir: str = Field("data/matrix", description="where each cell of the task matrix writes its chain")
+    matrix: dict[str, MatrixCell] = Field(default_factory=dict, description="the task matrix: name -> cell")
+    cell: str | None = Field(None, description="set by `--cell NAME` (perk/matrix.py), not in params.yaml")
 
-    @field_validator("cells")
+    @field_validator("matrix")
     @classmethod
     def _cell_names(cls, v: dict) -> dict:
         import re
@@ -694,7 +694,7 @@ def validate_params(tree: dict, source: str = "params") -> Params:
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None,
                 cell: str | None = None) -> Params:
     """params.yaml with `overrides` ("key.path=value"); `cell`: as that cell of the task matrix runs
-    (perk/cells.py: its task, its output directories, its own overrides)."""
+    (perk/matrix.py: its task, its output directories, its own overrides)."""
     from .guarded import ArtifactError, read_text
 
     path = Path(path)
@@ -714,7 +714,7 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = 
     for item in overrides or []:
         _set_dotted(tree, *parse_override(item))
     if cell is not None:
-        from .cells import apply_cell
+        from .matrix import apply_cell
         tree = apply_cell(tree, cell, validate_params(tree, str(path)), str(path))
-        return validate_params(tree, f"{path} as cell {cell!r} (its task and cells.{cell}.set applied)")
+        return validate_params(tree, f"{path} as cell {cell!r} (its task and matrix.{cell}.set applied)")
     return validate_params(tree, str(path))

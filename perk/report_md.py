@@ -94,11 +94,11 @@ def _chain(p: Params, title: str = "") -> list[str]:
 
 
 def report(p: Params) -> str:
-    from .cells import apply_cell
+    from .matrix import apply_cell
     from .config import validate_params
 
     out = _chain(p)
-    for name in p.cells:  # the task matrix: each cell's own chain (perk/cells.py)
+    for name in p.matrix:  # the task matrix: each cell's own chain (perk/matrix.py)
         tree = apply_cell(p.model_dump(mode="json"), name, p, "params")
         out += [""] + _chain(validate_params(tree, f"cell {name}"), f"cell {name}: ")
     prof = Path(p.profile.out_dir) / "points.csv"

@@ -157,7 +157,7 @@ def run_tags(stage: str, params: Any, task: str | None = None) -> dict[str, str]
         "engine": tree.get("inner", {}).get("engine"),
         "model": tree.get("model", {}).get("name"),
         "task": task,
-        "cell": tree.get("cell"),  # a cell of the task matrix (perk/cells.py); None in the main chain
+        "cell": tree.get("cell"),  # a cell of the task matrix (perk/matrix.py); None in the main chain
         "context_length": _context_length(tree, task),
         "git_commit": git_commit(),
         "params_hash": params_hash(tree),

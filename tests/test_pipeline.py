@@ -100,21 +100,21 @@ def test_dvc_repro_runs_every_stage_then_nothing(tmp_path):
     cap = json.loads((d / "capacity" / "capacity.json").read_text())
     assert {r["method"] for r in cap["points"]} == {"perk_r2", "perk_r4", "baseline"}
     assert json.loads((d / "capacity" / "ranks" / "index.json").read_text())["extra_ranks"] == [4]
-    # a cell of the task matrix: `dvc repro cell-evaluate@NAME` runs that cell's chain and nothing else
+    # a cell of the task matrix: `dvc repro matrix-evaluate@NAME` runs that cell's chain and nothing else
     params = yaml.safe_load((proj / "params.yaml").read_text())
-    params["cells"] = {"babilong-qa1": {"task": "babilong/qa1", "set": {"meta_train.steps": 2}}}
+    params["matrix"] = {"babilong-qa1": {"task": "babilong/qa1", "set": {"meta_train.steps": 2}}}
     (proj / "params.yaml").write_text(yaml.safe_dump(params))
-    out = _run([str(BIN / "dvc"), "repro", "cell-evaluate@babilong-qa1"], proj)
+    out = _run([str(BIN / "dvc"), "repro", "matrix-evaluate@babilong-qa1"], proj)
     ran = [line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")]
-    assert ran == [f"cell-{s}@babilong-qa1" for s in ("pretrain", "meta-train", "baseline", "evaluate")], out[-3000:]
-    c = d / "cells" / "babilong-qa1"
+    assert ran == [f"matrix-{s}@babilong-qa1" for s in ("pretrain", "meta-train", "baseline", "evaluate")], out[-3000:]
+    c = d / "matrix" / "babilong-qa1"
     assert json.loads((c / "meta_train" / "metrics.json").read_text())["steps"] == 2
     assert "babilong_qa1" in json.loads((c / "eval" / "metrics.json").read_text())["perk"]
     assert "Data and pipelines are up to date" in _run([str(BIN / "dvc"), "repro"], proj)
     exps = {e.experiment_id: e.name for e in client.search_experiments()}
     cell_runs = {(r.data.tags.get("stage"), exps[r.info.experiment_id], r.info.run_name)
                  for r in client.search_runs(list(exps)) if r.data.tags.get("cell") == "babilong-qa1"}
-    assert cell_runs == {(s, "perk-babilong", f"cell-{s}@babilong-qa1")
+    assert cell_runs == {(s, "perk-babilong", f"matrix-{s}@babilong-qa1")
                          for s in ("pretrain", "meta-train", "baseline", "evaluate")}, cell_runs
     report = _run([str(BIN / "perk"), "report"], proj)
     assert "### cell babilong-qa1: babilong/qa1 (test" in report and "### needle/multikey (test" in report, report

@@ -18,11 +18,11 @@ BIN = Path(sys.executable).parent
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
-CELL_STAGES = [n for n in DVC if n.startswith("cell-")]
+MATRIX_STAGES = [n for n in DVC if n.startswith("matrix-")]
 
 
 def test_every_stage_is_one_dvc_stage_with_the_same_name_and_command():
-    assert [n for n in DVC if n not in CELL_STAGES] == stages.names()
+    assert [n for n in DVC if n not in MATRIX_STAGES] == stages.names()
     for name in stages.names():
         assert DVC[name]["cmd"] == f"perk {name}", name
         assert stages.get(name).name == name
@@ -36,18 +36,18 @@ def test_dvc_deps_cover_every_module_the_stage_can_import(name):
 
 
 def test_each_cell_stage_repeats_its_main_stage_on_the_cell():
-    """cell-<stage>@NAME (the task matrix, perk/cells.py) is `perk <stage> --cell NAME` with the main
+    """matrix-<stage>@NAME (the task matrix, perk/matrix.py) is `perk <stage> --cell NAME` with the main
     stage's code deps, its data deps moved under the cell's directory, and the cell's params."""
-    from perk.cli import CELL_STAGES as CLI_CELLS
-    assert CELL_STAGES == [f"cell-{n}" for n in CLI_CELLS]
+    from perk.cli import MATRIX_STAGES as CLI_CELLS
+    assert MATRIX_STAGES == [f"matrix-{n}" for n in CLI_CELLS]
     for name in CLI_CELLS:
-        main, cell = DVC[name], DVC[f"cell-{name}"]
-        assert cell["foreach"] == "${cells}" and cell["do"]["cmd"] == f"perk {name} --cell ${{key}}"
+        main, cell = DVC[name], DVC[f"matrix-{name}"]
+        assert cell["foreach"] == "${matrix}" and cell["do"]["cmd"] == f"perk {name} --cell ${{key}}"
         code = [d for d in main["deps"] if d.startswith("perk/")]
         assert [d for d in cell["do"]["deps"] if d.startswith("perk/")] == code, name
         data = [d for d in cell["do"]["deps"] if not d.startswith("perk/")]
-        assert all(d == "data/synth" or d.startswith("${cells_dir}/${key}/") for d in data), (name, data)
-        assert {"cells_dir", "cells.${key}"} <= set(cell["do"]["params"]), name
+        assert all(d == "data/synth" or d.startswith("${matrix_dir}/${key}/") for d in data), (name, data)
+        assert {"matrix_dir", "matrix.${key}"} <= set(cell["do"]["params"]), name
 
 
 def test_the_walk_sees_lazy_imports():

@@ -85,8 +85,8 @@ def call(name: str, p: Params, progress: bool = True, merge: bool = False):
         raise ConfigError(f"stage {stage.name!r} has no shards to merge")
     fn = stage.shards.merge if merge else stage.run
     run_name = (stage.run_name(p) if stage.run_name else stage.name) + ("-merge" if merge else "")
-    if p.cell:  # a cell of the task matrix: DVC's name for it (cell-meta-train@retrieval-random)
-        run_name = f"cell-{stage.name}@{p.cell}" + ("-merge" if merge else "")
+    if p.cell:  # a cell of the task matrix: DVC's name for it (matrix-meta-train@retrieval-random)
+        run_name = f"matrix-{stage.name}@{p.cell}" + ("-merge" if merge else "")
     tracked = int(os.environ.get("RANK", "0")) == 0
     ctx = tracking.run(stage.name, p, task=stage.family(p), run_name=run_name) if tracked else contextlib.nullcontext()
     with ctx:

@@ -1,4 +1,4 @@
-"""The task matrix's cells (perk/cells.py): a cell changes the task, the output directories and
+"""The task matrix's cells (perk/matrix.py): a cell changes the task, the output directories and
 its own overrides, nothing else; a wrong cell fails at config load naming what is valid."""
 import subprocess
 import sys
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _params(tmp_path, cells) -> Path:
     tree = yaml.safe_load((ROOT / "params.yaml").read_text())
-    tree["cells"] = cells
+    tree["matrix"] = cells
     f = tmp_path / "params.yaml"
     f.write_text(yaml.safe_dump(tree))
     return f
@@ -25,8 +25,8 @@ def test_a_cell_sets_task_dirs_and_its_overrides_only(tmp_path):
     main, cell = load_params(f), load_params(f, cell="retrieval-random")
     assert (cell.meta_train.task, cell.baseline.task, cell.evaluate.tasks) == ("retrieval/random",) * 2 + (["retrieval/random"],)
     assert cell.meta_train.steps == 30 and main.meta_train.steps == 700
-    assert cell.pretrain.out_dir == "data/cells/retrieval-random/pretrain"
-    assert cell.evaluate.out_dir == "data/cells/retrieval-random/eval" and cell.cell == "retrieval-random"
+    assert cell.pretrain.out_dir == "data/matrix/retrieval-random/pretrain"
+    assert cell.evaluate.out_dir == "data/matrix/retrieval-random/eval" and cell.cell == "retrieval-random"
     changed = {k for k in type(main).model_fields if getattr(main, k) != getattr(cell, k)}
     assert changed == {"pretrain", "meta_train", "baseline", "evaluate", "cell"}
     assert cell.synth == main.synth and cell.inner == main.inner

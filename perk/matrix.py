@@ -1,9 +1,9 @@
 """The task matrix: a cell is one task's own chain (pretrain -> meta-train -> baseline -> evaluate),
-declared in params.yaml under `cells:` and run as `perk <stage> --cell NAME` (dvc.yaml: the
-foreach stages cell-<stage>@NAME; `dvc repro cell-evaluate@NAME` runs only that chain).
+declared in params.yaml under `matrix:` and run as `perk <stage> --cell NAME` (dvc.yaml: the
+foreach stages matrix-<stage>@NAME; `dvc repro matrix-evaluate@NAME` runs only that chain).
 
 A cell changes nothing but what it names: the task every stage reads (meta_train.task,
-baseline.task, evaluate.tasks), where each stage writes ({cells_dir}/NAME/<stage>), and its own
+baseline.task, evaluate.tasks), where each stage writes ({matrix_dir}/NAME/<stage>), and its own
 `set` overrides. The base is per cell because pretraining is per family (its exposure text is in
 the family's format, and the weighting net learns that family's supporting spans).
 """
@@ -19,16 +19,16 @@ STAGE_DIRS = {"pretrain": "pretrain", "meta_train": "meta_train", "baseline": "b
 
 def cell_overrides(p: Params, name: str) -> dict[str, Any]:
     """Dotted key -> value that make `p` run as cell `name` (its `set` applied last, so it wins)."""
-    if name not in p.cells:
-        valid = ", ".join(p.cells) or "none: params.yaml has no `cells:` section"
+    if name not in p.matrix:
+        valid = ", ".join(p.matrix) or "none: params.yaml has no `matrix:` section"
         raise ConfigError(f"--cell {name!r}: no such cell; cells: {valid}")
-    cell = p.cells[name]
-    root = f"{p.cells_dir}/{name}"
+    cell = p.matrix[name]
+    root = f"{p.matrix_dir}/{name}"
     out: dict[str, Any] = {f"{section}.out_dir": f"{root}/{d}" for section, d in STAGE_DIRS.items()}
     out.update({"meta_train.task": cell.task, "baseline.task": cell.task, "evaluate.tasks": [cell.task], "cell": name})
     for key, value in cell.set.items():
-        if key.split(".")[0] in ("cells", "cell", "cells_dir") or key.endswith(".out_dir"):
-            raise ConfigError(f"cells.{name}.set: {key!r} cannot be set per cell (the cell decides it)")
+        if key.split(".")[0] in ("matrix", "cell", "matrix_dir") or key.endswith(".out_dir"):
+            raise ConfigError(f"matrix.{name}.set: {key!r} cannot be set per cell (the cell decides it)")
         out[key] = value
     return out
 
@@ -40,5 +40,5 @@ def apply_cell(tree: dict, name: str, p: Params, source: str) -> dict:
         try:
             _set_dotted(tree, key, value)
         except ConfigError as err:
-            raise ConfigError(f"{source}: cells.{name}.set: {err}") from None
+            raise ConfigError(f"{source}: matrix.{name}.set: {err}") from None
     return tree
