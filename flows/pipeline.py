@@ -103,43 +103,45 @@ def _params_path(path: str) -> Path:
     return p if p.is_absolute() or p.exists() else Path(os.environ.get("PERK_ROOT") or ROOT) / p
 
 
-def load(params_file: str, overrides: list[str]):
+def load(params_file: str, overrides: list[str], cell: str | None = None):
     from perk.config import load_params
-    return load_params(_params_path(params_file), overrides)
+    return load_params(_params_path(params_file), overrides, cell=cell)
 
 
 # NO_CACHE: a stage asked for always runs (DVC, not Prefect, decides what is up to date)
 @task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient, task_run_name="{name}",
       cache_policy=NO_CACHE)
 def run_stage(name: str, params_file: str = "params.yaml", overrides: list[str] | None = None,
-              merge: bool = False) -> str:
+              merge: bool = False, cell: str | None = None) -> str:
     """One stage call (`merge`: the merge its Shards declare); `perk.stages.call` opens its one
     MLflow run, this flow only exports the PERK_* tags. Returns the outputs as text."""
     from perk import stages
-    out = stages.call(name, load(params_file, overrides or []), merge=merge)
+    out = stages.call(name, load(params_file, overrides or [], cell), merge=merge)
     get_run_logger().info("stage %s -> %s", name, out)
     return str(out)
 
 
-def _merge(name: str, params_file: str, overrides: list[str]) -> str:
+def _merge(name: str, params_file: str, overrides: list[str], matrix_cell: str | None = None) -> str:
     """The sharded stage's whole call, which reuses every shard's output (its own MLflow run)."""
-    return run_stage.with_options(task_run_name=f"{name}-merge")(name, params_file, overrides, merge=True)
+    return run_stage.with_options(task_run_name=f"{name}-merge")(name, params_file, overrides, merge=True,
+                                                                  cell=matrix_cell)
 
 
-def _run_with_cells(name: str, params_file: str, overrides: list[str]) -> str:
+def _run_with_cells(name: str, params_file: str, overrides: list[str], matrix_cell: str | None = None) -> str:
     from perk import stages
-    cells = stages.get(name).shards.split(load(params_file, overrides))
+    cells = stages.get(name).shards.split(load(params_file, overrides, matrix_cell))
     # one at a time: the flow run owns one GPU (see the module docstring)
     for i, cell in enumerate(cells):
-        run_stage.with_options(task_run_name=f"{name}[{i}]")(name, params_file, overrides + list(cell))
-    return _merge(name, params_file, overrides)
+        run_stage.with_options(task_run_name=f"{name}[{i}]")(name, params_file, overrides + list(cell),
+                                                               cell=matrix_cell)
+    return _merge(name, params_file, overrides, matrix_cell)
 
 
 def shard_deployment(name: str) -> str:
     return f"perk/{name}-shard"
 
 
-def _fan_out(name: str, params_file: str, overrides: list[str]) -> str:
+def _fan_out(name: str, params_file: str, overrides: list[str], matrix_cell: str | None = None) -> str:
     """One shard flow run per cell on the shard deployment's pool; wait for all, then merge here."""
     from prefect.client.orchestration import get_client
     from prefect.context import FlowRunContext
@@ -147,7 +149,7 @@ def _fan_out(name: str, params_file: str, overrides: list[str]) -> str:
 
     log = get_run_logger()
     from perk import stages
-    cells = stages.get(name).shards.split(load(params_file, overrides))
+    cells = stages.get(name).shards.split(load(params_file, overrides, matrix_cell))
     deployment = shard_deployment(name)
     parent = FlowRunContext.get().flow_run
     with get_client(sync_client=True) as client:
@@ -160,7 +162,8 @@ def _fan_out(name: str, params_file: str, overrides: list[str]) -> str:
                         "cannot take a shard (run perk/evaluate-fanout, on pool 'control')", pool)
         submitted = [run_deployment(deployment, timeout=0, as_subflow=True, flow_run_name=f"{parent.name}-{name}[{i}]",
                                     parameters={"stages": [name], "params": overrides + list(cell),
-                                                "params_file": params_file, "expand_cells": False})
+                                                "params_file": params_file, "expand_cells": False,
+                                                "cell": matrix_cell})
                      for i, cell in enumerate(cells)]
         log.info("%s: %d shard(s) submitted to %s (pool %r): %s", name, len(cells), deployment, pool,
                  ", ".join(r.name for r in submitted))
@@ -174,7 +177,7 @@ def _fan_out(name: str, params_file: str, overrides: list[str]) -> str:
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(cells)} {name} shard(s) did not complete, so no merge: "
                            + "; ".join(failed))
-    return _merge(name, params_file, overrides)
+    return _merge(name, params_file, overrides, matrix_cell)
 
 
 def _recover():
@@ -207,11 +210,12 @@ def _link_runs(run_ids: list[str]) -> None:
 @flow(name="perk", log_prints=True)
 def perk_flow(stages: list[str] | None = None, params: list[str] | None = None,
               target: str | None = None, params_file: str = "params.yaml", fan_out: bool = False,
-              expand_cells: bool = True) -> dict[str, str]:
+              expand_cells: bool = True, cell: str | None = None) -> dict[str, str]:
     """Run `stages` (default: all registered, in order; or every stage up to `target`) with
     `params` overrides such as ["model.name=gpt2"] applied to params_file. A stage with cells runs
     them one after the other here, or as shard flow runs on other workers (`fan_out`), or once
-    without cell expansion (`expand_cells=False`, a shard itself)."""
+    without cell expansion (`expand_cells=False`, a shard itself). `cell`: run the stages as that
+    cell of the task matrix (params.yaml `matrix:`, perk/matrix.py), as `perk <stage> --cell` does."""
     from prefect.runtime import deployment, flow_run
     from perk import stages as registry, tracking
 
@@ -220,7 +224,7 @@ def perk_flow(stages: list[str] | None = None, params: list[str] | None = None,
     overrides = list(params or [])
     try:
         names = resolve_stages(stages, target)
-        p = load(params_file, overrides)  # fail fast on bad parameters, before any stage runs
+        p = load(params_file, overrides, cell)  # fail fast on bad parameters, before any stage runs
     except ValueError as err:
         # bad input, not a crash: the message alone in the flow-run log, no engine traceback
         _BAD_INPUT.add(str(err))
@@ -240,9 +244,9 @@ def perk_flow(stages: list[str] | None = None, params: list[str] | None = None,
         for name in names:
             if expand_cells and registry.get(name).shards is not None:
                 cells = _fan_out if fan_out else _run_with_cells
-                outputs[name] = cells(name, params_file, overrides)
+                outputs[name] = cells(name, params_file, overrides, cell)
             else:
-                outputs[name] = run_stage(name, params_file, overrides)
+                outputs[name] = run_stage(name, params_file, overrides, cell=cell)
     finally:
         _link_runs(tracking.RUN_IDS[first:])
         if lease is not None:

@@ -298,3 +298,25 @@ def test_bad_params_fail_the_flow_run_with_the_message_in_its_log(harness, mlflo
     assert "meta_train.bogus: unknown key" in text, text
     assert "Traceback" not in text, text
     assert not mlflow_store.search_experiments(filter_string="name LIKE 'perk-%'")  # nothing ran
+
+
+def test_flow_runs_stages_as_a_cell_of_the_task_matrix(harness, mlflow_store, fake_stages, tmp_path):
+    """`cell=` is `perk <stage> --cell`: the stage sees the cell's task and directories; an unknown
+    cell fails the flow run naming the cells there are."""
+    import yaml
+    _, register, _ = fake_stages
+    seen = []
+    register("meta-train", lambda p, progress=True: seen.append((p.cell, p.meta_train.task, p.meta_train.out_dir))
+             or str(tmp_path), family="retrieval")
+    tree = yaml.safe_load((ROOT / "params.yaml").read_text())
+    tree["matrix"] = {"retrieval-random": {"task": "retrieval/random"}}
+    f = tmp_path / "params.yaml"
+    f.write_text(yaml.safe_dump(tree))
+    state = pipeline.perk_flow(stages=["meta-train"], params_file=str(f), cell="retrieval-random", return_state=True)
+    assert state.is_completed(), state
+    assert seen == [("retrieval-random", "retrieval/random", "data/matrix/retrieval-random/meta_train")]
+    runs = mlflow_store.search_runs([e.experiment_id for e in mlflow_store.search_experiments()])
+    assert [(r.info.run_name, r.data.tags["cell"]) for r in runs] == [
+        ("matrix-meta-train@retrieval-random", "retrieval-random")]
+    bad = pipeline.perk_flow(stages=["meta-train"], params_file=str(f), cell="qa1", return_state=True)
+    assert bad.is_failed() and "no such cell; cells: retrieval-random" in bad.message
