@@ -204,7 +204,7 @@ def test_fan_out_submits_one_shard_flow_run_per_cell_then_merges(mlflow_store, s
     assert state.result() == {"evaluate": "merged"}
     assert [(name, kw["parameters"]) for name, kw, _ in submitted] == [
         ("perk/evaluate-shard", {"stages": ["evaluate"], "params": ["seed=7", f"seed={i}"],
-                                 "params_file": "params.yaml", "expand_cells": False}) for i in (1, 2)]
+                                 "params_file": "params.yaml", "expand_cells": False, "cell": None}) for i in (1, 2)]
     assert all(kw["timeout"] == 0 and kw["as_subflow"] for _, kw, _ in submitted)
     assert seen == {"stage": [], "merge": [7]}  # the shards ran elsewhere; the merge here, once
     with get_client(sync_client=True) as client:  # the shards are subflows of the coordinator
