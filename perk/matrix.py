@@ -20,7 +20,7 @@ STAGE_DIRS = {"pretrain": "pretrain", "meta_train": "meta_train", "baseline": "b
 def cell_overrides(p: Params, name: str) -> dict[str, Any]:
     """Dotted key -> value that make `p` run as cell `name` (its `set` applied last, so it wins)."""
     if name not in p.matrix:
-        valid = ", ".join(p.matrix) or "none: params.yaml has no `matrix:` section"
+        valid = ", ".join(p.matrix) or "none (the `matrix:` section of the params file is empty)"
         raise ConfigError(f"--cell {name!r}: no such cell; cells: {valid}")
     cell = p.matrix[name]
     root = f"{p.matrix_dir}/{name}"
