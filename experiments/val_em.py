@@ -20,8 +20,7 @@ ap.add_argument("--n", type=int, default=64, help="validation questions per task
 ap.add_argument("--methods", default="perk,baseline")
 ap.add_argument("overrides", nargs="*")
 a = ap.parse_args()
-torch.set_num_threads(int(torch.get_num_threads()))
-p = load_params("params.yaml", a.overrides, **({"cell": a.cell} if a.cell else {}))
+p = load_params("params.yaml", a.overrides, cell=a.cell)
 tok = common.tokenizer(p)
 answer = {}
 if "perk" in a.methods:

@@ -26,9 +26,6 @@ def _common(sp: argparse.ArgumentParser) -> None:
                     "a line every 10%% or minute elsewhere)")
 
 
-MATRIX_STAGES = ("pretrain", "meta-train", "baseline", "evaluate")  # the chain a cell repeats (perk/matrix.py)
-
-
 def _load(args):
     from .config import load_params
     return load_params(args.params, args.param, cell=getattr(args, "cell", None))
@@ -83,6 +80,7 @@ def run_stack(argv: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .matrix import MATRIX_STAGES
     from .stages import ALIASES, ORDER
 
     ap = argparse.ArgumentParser(prog="perk", description="PERK experiment pipeline: synthesize long-context "
@@ -99,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--tasks", help="comma-separated task families to generate (default: those enabled)")
         if name == "import":
             _import_arguments(sp)
-        if name in MATRIX_STAGES:
+        if name in MATRIX_STAGES:  # perk/matrix.py
             sp.add_argument("--cell", metavar="NAME", help="run as that cell of the task matrix (params.yaml "
                             "`matrix:`): its task, its own directories under matrix_dir/NAME, its overrides")
         sp.set_defaults(func=_stage_runner(name))

@@ -14,6 +14,7 @@ from typing import Any
 
 from .config import ConfigError, Params, _set_dotted
 
+MATRIX_STAGES = ("pretrain", "meta-train", "baseline", "evaluate")  # the chain a cell repeats (CLI --cell, dvc.yaml)
 STAGE_DIRS = {"pretrain": "pretrain", "meta_train": "meta_train", "baseline": "baseline", "evaluate": "eval"}
 
 

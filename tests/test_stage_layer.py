@@ -38,7 +38,7 @@ def test_dvc_deps_cover_every_module_the_stage_can_import(name):
 def test_each_cell_stage_repeats_its_main_stage_on_the_cell():
     """matrix-<stage>@NAME (the task matrix, perk/matrix.py) is `perk <stage> --cell NAME` with the main
     stage's code deps, its data deps moved under the cell's directory, and the cell's params."""
-    from perk.cli import MATRIX_STAGES as CLI_CELLS
+    from perk.matrix import MATRIX_STAGES as CLI_CELLS
     assert MATRIX_STAGES == [f"matrix-{n}" for n in CLI_CELLS]
     for name in CLI_CELLS:
         main, cell = DVC[name], DVC[f"matrix-{name}"]
