@@ -245,6 +245,13 @@ class ImportsConfig(Section):
                                              "(e.g. the ../shared dev sets on a fresh clone): skip: the import stage "
                                              "skips it loudly (printed, in index.json and MLflow), error: fail; a "
                                              "dataset with only some files present, or named by --only, always fails")
+    haystack_swap: float = Field(0.0, ge=0, le=1, description="RULER datasets, train split only: the fraction "
+                                 "of records whose essay haystack (one prefix shared by every record) is replaced "
+                                 "by prose from haystack_source, needles kept at their depths "
+                                 "(perk/data/imports/haystack_swap.py, experiments/IMPORTS.md)")
+    haystack_source: str = Field("../shared/benchmarks/babilong/qa1/train_1k.jsonl",
+                                 description="BABILong-format file whose `input` book text (bAbI facts removed) "
+                                 "the haystack swap draws from")
     datasets: list[ImportDataset] = Field(default_factory=_default_imports)
 
     @model_validator(mode="after")

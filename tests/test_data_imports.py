@@ -447,3 +447,42 @@ def test_a_dataset_with_no_file_present_is_skipped_loudly_unless_asked_for(tmp_p
     params.write_text(json.dumps(cfg))
     assert main(["import", "--params", str(params)]) == 2
     assert "test_1024.jsonl" in capsys.readouterr().err
+
+
+def test_haystack_swap_moves_the_needles_into_book_prose_on_the_train_split_only(tmp_path, tiny_tokenizer):
+    """imports.haystack_swap: the train records' shared essay haystack is replaced by prose from
+    the source file (bAbI facts removed); needles, spans and depths follow; val/test untouched."""
+    book = [f"Chapter {i} the old sailor looked at the grey sea and said nothing for a while." for i in range(150)]
+    src = write_jsonl(tmp_path / "book.jsonl", [{"input": " ".join(book[i:i + 30]) + " Mary moved to the garden.",
+                                                 "question": "Where is Mary?", "target": "garden"}
+                                                for i in range(0, 150, 30)])
+    key, value = "royal-chestnut", "4817362"
+    recs = [ruler_record([needle(key, value)], key, value, at=(i % 7,)) for i in range(40)]
+    f = write_jsonl(tmp_path / "train_1024.jsonl", recs)
+    ds = ImportDataset(name="ruler/niah_single_2", format="ruler", chunk_tokens=32,
+                       files={"train": [{"path": str(f)}], "test": [{"path": str(f)}]})
+    import_dataset(ds, tiny_tokenizer, tmp_path / "out", haystack_swap_fraction=0.5, haystack_source=str(src))
+    train = pq.read_table(tmp_path / "out/ruler/niah_single_2/train.parquet").to_pylist()
+    test = pq.read_table(tmp_path / "out/ruler/niah_single_2/test.parquet").to_pylist()
+    report = json.loads((tmp_path / "out/ruler/niah_single_2/report.json").read_text())
+    swapped = [r for r in train if "sailor" in " ".join(r["context"])]
+    n = report["files"][0]["notes"].get("haystack_swapped")
+    assert n == len(swapped) and 10 <= n <= 30  # about half, counted in the report
+    assert not any("sailor" in " ".join(r["context"]) for r in test)
+    for r in swapped:
+        joined = " ".join(r["context"])
+        assert "hard liquor" not in joined and "Mary moved" not in joined  # essay gone, bAbI facts dropped
+        (fs,), (ans,) = r["fact_spans"], r["answer_spans"]
+        assert r["context"][fs["chunk"]][fs["start"]:fs["end"]] == needle(key, value)
+        assert r["context"][ans["chunk"]][ans["start"]:ans["end"]] == value
+        assert r["supporting_facts"] == [needle(key, value)]
+        assert r["context_tokens"] == context_tokens(tiny_tokenizer, r["context"])
+        src_tokens = context_tokens(tiny_tokenizer, [recs[int(r["id"].rsplit("/", 1)[1]) - 1]["input"].split("\n")[1]])
+        longest = max(n_tokens(tiny_tokenizer, " " + b) for b in book)
+        assert 0.95 * src_tokens <= r["context_tokens"] <= 1.05 * (src_tokens + longest)  # the source's length + one sentence
+    # depth follows the source: needles placed first stay first
+    first = [r for r in swapped if recs[int(r["id"].rsplit("/", 1)[1]) - 1]["input"].split("\n")[1].startswith("One of")]
+    assert all(r["depths"][0] == 0.0 for r in first)
+    with pytest.raises(DataError, match="usable sentences"):
+        import_dataset(ds, tiny_tokenizer, tmp_path / "out2", haystack_swap_fraction=0.5,
+                       haystack_source=str(write_jsonl(tmp_path / "tiny.jsonl", [{"input": "Too short."}])))

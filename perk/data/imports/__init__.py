@@ -9,6 +9,7 @@ length field, if it has one). The bad-input policy is in common.py.
 """
 from __future__ import annotations
 
+import random
 import statistics
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pyarrow as pa
 from ..haystack import TokenCounter, as_counter, stable_seed
 from ..io import DataError, atomic_write_bytes
 from ..schema import SCHEMA
-from . import babilong, reference, ruler
+from . import babilong, haystack_swap, reference, ruler
 from .common import FileReport, RecordSkip, chunk_text, nominal_length, read_records
 
 IMPORT_SCHEMA = pa.schema(list(SCHEMA) + [
@@ -97,14 +98,18 @@ def _spans(parsed: dict, ch) -> dict:
     return {"fact_spans": facts, "answer_spans": answers}
 
 
-def import_file(ds, f, split: str, counter: TokenCounter) -> tuple[list[dict], FileReport]:
-    """Rows of one source file (lengths measured, bad records counted) and its report."""
+def import_file(ds, f, split: str, counter: TokenCounter, swap=None) -> tuple[list[dict], FileReport]:
+    """Rows of one source file (lengths measured, bad records counted) and its report.
+
+    `swap` (train split of a RULER dataset only): (fraction, ProsePool): that fraction of the
+    records get their haystack replaced (haystack_swap.py), counted in the report's notes."""
     label, records, nominal = _source(f)
     rep = FileReport(label, split)
     family, subset = ds.name.split("/", 1)
     stem = Path(label).stem if f.path else label.replace("/", "_")
     rows: list[dict] = []
     prompts: list[str] = []  # RULER: the text its `length` field counts
+    swap_rng = random.Random(stable_seed(ds.name, stem, "haystack_swap"))
 
     def bad(reason: str, recno: int, detail: str) -> None:
         if ds.on_bad_record == "error":
@@ -119,8 +124,12 @@ def import_file(ds, f, split: str, counter: TokenCounter) -> tuple[list[dict], F
         try:
             if ds.format == "ruler":
                 parsed = ruler.parse(rec, where, ds.instruction)
-                items = [_prose_row(ds, parsed, counter)]
+                # the length check below reads the source prompt, so a swapped record is checked too
                 prompts.append(parsed["prompt_text"])
+                if swap is not None and swap_rng.random() < swap[0]:
+                    parsed = haystack_swap.swap(parsed, swap[1], swap_rng, counter)
+                    rep.note("haystack_swapped")
+                items = [_prose_row(ds, parsed, counter)]
             elif ds.format == "babilong":
                 parsed = babilong.parse(rec, where, subset)
                 if parsed["note"]:
@@ -222,17 +231,24 @@ def dataset_dir(out_dir: str | Path, name: str) -> Path:
     return Path(out_dir) / family / subset
 
 
-def import_dataset(ds, tokenizer, out_dir: str | Path) -> tuple[dict[str, Path], list[FileReport]]:
-    """Convert every split of one dataset; returns ({"name/split": path}, file reports)."""
+def import_dataset(ds, tokenizer, out_dir: str | Path, haystack_swap_fraction: float = 0.0,
+                   haystack_source: str | None = None) -> tuple[dict[str, Path], list[FileReport]]:
+    """Convert every split of one dataset; returns ({"name/split": path}, file reports).
+    haystack_swap_fraction > 0: a RULER train split's records get prose from haystack_source."""
     import json
 
     counter = as_counter(tokenizer)
+    swap = None
+    if haystack_swap_fraction > 0 and ds.format == "ruler" and "train" in ds.files:
+        if not haystack_source:
+            raise DataError("imports.haystack_swap > 0 needs imports.haystack_source (a BABILong-format file)")
+        swap = (haystack_swap_fraction, haystack_swap.prose_pool(haystack_source, counter))
     base = dataset_dir(out_dir, ds.name)
     written, reports = {}, []
     for split, files in ds.files.items():
         rows: list[dict] = []
         for f in files:
-            r, rep = import_file(ds, f, split, counter)
+            r, rep = import_file(ds, f, split, counter, swap if split == "train" else None)
             rows += r
             reports.append(rep)
         if rows:
