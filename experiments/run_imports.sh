@@ -5,6 +5,7 @@
 # `shared` link to the benchmarks' parent, so the default ../shared/benchmarks paths resolve.
 #   experiments/run_imports.sh NAME TASK "pretrain overrides" "meta-train overrides" > log 2>&1 &
 #   STAGES="meta-train evaluate" REUSE=OTHER_NAME reuses OTHER_NAME's data/ up to pretrain.
+#   IMP="-P imports.haystack_swap=0.5" adds import-stage overrides.
 set -euo pipefail
 name=$1; task=$2; pre=${3:-}; meta=${4:-}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,7 +23,7 @@ ev="-P evaluate.tasks=[$task] -P evaluate.methods=[${METHODS:-perk}] -P evaluate
 for stage in ${STAGES:-tokenizer import pretrain meta-train evaluate}; do
   t0=$(date +%s)
   case $stage in
-    import) nice -n 5 "$py" -m perk.cli import --only "$task" --no-progress $common ;;
+    import) nice -n 5 "$py" -m perk.cli import --only "$task" --no-progress $common ${IMP:-} ;;
     pretrain) nice -n 5 "$py" -m perk.cli pretrain --no-progress $common $pre ;;
     meta-train) nice -n 5 "$py" -m perk.cli meta-train --no-progress $common $meta ;;
     baseline) nice -n 5 "$py" -m perk.cli baseline --no-progress $common ${BASE:-} ;;
