@@ -279,30 +279,38 @@ def _tree(pid: int) -> list[int]:
 
 
 def down(stack: Stack, grace: float = 20.0) -> list[str]:
-    """Stop every process of the stack (workers first), SIGKILL after `grace` s; returns the names."""
+    """Stop every process of the stack, SIGKILL after `grace` s; returns the names. All workers
+    are stopped together first (each may take its grace to wind down a polling loop; one after
+    the other that was a minute), then the tracking server, then the Prefect server the workers
+    report to."""
     pids = _pids(stack)
-    order = sorted(pids, key=lambda n: (not n.startswith("worker"), n != "mlflow-server", n))
+    waves = [sorted(n for n in pids if n.startswith("worker")), ["mlflow-server"], ["prefect-server"]]
+    waves += [sorted(set(pids) - {n for w in waves for n in w})]
     stopped = []
-    for name in order:
-        pid = pids[name]
-        if _alive(pid):
-            tree = _tree(pid)
+    for wave in waves:
+        alive = {name: pids[name] for name in wave if name in pids and _alive(pids[name])}
+        trees = {name: _tree(pid) for name, pid in alive.items()}
+        for name, tree in trees.items():
             for p in tree:
                 try:
-                    os.killpg(p, signal.SIGTERM) if p == pid else os.kill(p, signal.SIGTERM)
+                    os.killpg(p, signal.SIGTERM) if p == alive[name] else os.kill(p, signal.SIGTERM)
                 except (ProcessLookupError, PermissionError):
                     pass
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and any(_alive(p) for p in tree):
-                time.sleep(0.2)
+        every = [p for tree in trees.values() for p in tree]
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_alive(p) for p in every):
+            time.sleep(0.2)
+        for name, tree in trees.items():
             for p in tree:
                 if _alive(p):
                     try:
-                        os.killpg(p, signal.SIGKILL) if p == pid else os.kill(p, signal.SIGKILL)
+                        os.killpg(p, signal.SIGKILL) if p == alive[name] else os.kill(p, signal.SIGKILL)
                     except (ProcessLookupError, PermissionError):
                         pass
             stopped.append(name)
-        (stack.state_dir / f"{name}.pid").unlink(missing_ok=True)
+        for name in wave:
+            if name in pids:
+                (stack.state_dir / f"{name}.pid").unlink(missing_ok=True)
     return stopped
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+import warm_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 MICRO = ROOT / "tests" / "micro_params.yaml"
 
@@ -27,8 +29,10 @@ def _env(proj: Path, **extra) -> dict:
 
 
 def perk(proj: Path, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "perk.cli", *args], cwd=proj, env=env or _env(proj),
-                          capture_output=True, text=True, timeout=timeout)
+    """`python -m perk.cli ARGS` in proj: a process of its own, forked from one that imported torch,
+    transformers and MLflow once (tests/warm_cli.py; ~5 s a command less). The interpreter's own
+    entry point is run by test_real_entry_point_fails_the_same_way below."""
+    return warm_cli.run(list(args), proj, env or _env(proj), timeout=timeout)
 
 
 def snapshot(d: Path) -> dict[str, str]:
@@ -207,6 +211,24 @@ def test_bad_input_fails_clearly(proj, case):
     if argv[0] == "train" and "MLFLOW_TRACKING_URI" in env:
         assert time.monotonic() - t0 < 30, "an unreachable tracking server must fail at once"
         assert len(err) == 1
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] in ("perk-safetensors-truncated", "unknown-key")],
+                         ids=["perk-safetensors-truncated", "unknown-key"])
+def test_real_entry_point_fails_the_same_way(proj, case):
+    """Two cases through `python -m perk.cli` itself: the warm runner must not hide what the
+    interpreter's own start would add (an import-time warning, a traceback, another exit code)."""
+    _, argv, mutate, env, needles = case
+    if mutate is not None:
+        mutate(proj)
+    warm = perk(proj, *argv, "--no-progress", env=_env(proj, **env))
+    if mutate is not None:
+        mutate(proj)
+    real = subprocess.run([sys.executable, "-m", "perk.cli", *argv, "--no-progress"], cwd=proj,
+                          env=_env(proj, **env), capture_output=True, text=True, timeout=300)
+    assert real.returncode == warm.returncode == 2, real.stderr
+    assert real.stderr.splitlines()[0] == warm.stderr.splitlines()[0], (real.stderr, warm.stderr)
+    assert "Traceback" not in real.stdout + real.stderr and all(n in real.stderr for n in needles), real.stderr
 
 
 def test_the_battery_is_large_enough():
