@@ -26,8 +26,11 @@ install: $(STAMP)
 pipeline: $(STAMP)
 	$(BIN)/dvc repro
 
+# Two pytest workers at one thread each (a test file stays on one worker, in file order): the
+# suite is half waiting on servers and subprocesses; two 2-thread torch jobs on 2 cores would thrash.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 # The imported dev sets (docs/imports.md, README "Imported benchmarks"): each is one run of
 # experiments/run_imports.sh in $(PERK_RUNS)/<name> (default /tmp/r15, a snapshot of HEAD with its own
