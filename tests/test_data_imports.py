@@ -486,3 +486,28 @@ def test_haystack_swap_moves_the_needles_into_book_prose_on_the_train_split_only
     with pytest.raises(DataError, match="usable sentences"):
         import_dataset(ds, tiny_tokenizer, tmp_path / "out2", haystack_swap_fraction=0.5,
                        haystack_source=str(write_jsonl(tmp_path / "tiny.jsonl", [{"input": "Too short."}])))
+
+
+def test_ruler_ask_every_key_adds_one_question_per_other_needle_on_train_only(tmp_path, tiny_tokenizer):
+    keys, values = ["woozy-gratitude", "ad hoc-comprehension", "scary-dump truck"], ["1111111", "2222222", "3333333"]
+    recs = [ruler_record([needle(k, v) for k, v in zip(keys, values)], keys[1], values[1], at=(1, 3, 5))] * 2
+    f = write_jsonl(tmp_path / "train_1024.jsonl", recs)
+    ds = ImportDataset(name="ruler/niah_multikey_1", format="ruler", chunk_tokens=32, ask_every_key=True,
+                       files={"train": [{"path": str(f)}], "test": [{"path": str(f)}]})
+    rows, rep = import_file(ds, ds.files["train"][0], "train", _counter(tiny_tokenizer))
+    assert len(rows) == 6 and rep.imported == 6 and rep.notes == {"questions_added_for_other_keys": 2}
+    first = rows[:3]
+    assert [r["answer"] for r in first] == ["2222222", "1111111", "3333333"]  # the record's own question first
+    assert len({r["id"] for r in rows}) == 6 and all(r["context"] == first[0]["context"] for r in first)
+    for r, k, v in zip(first, [keys[1], keys[0], keys[2]], ["2222222", "1111111", "3333333"]):
+        assert r["question"] == f"What is the special magic number for {k} mentioned in the provided text?"
+        assert r["answer_prefix"] == f"The special magic number for {k} mentioned in the provided text is"
+        assert r["supporting_facts"] == [needle(k, v)] and r["outputs"] == [v]
+        (ans,) = r["answer_spans"]
+        assert r["context"][ans["chunk"]][ans["start"]:ans["end"]] == v
+    test, _ = import_file(ds, ds.files["test"][0], "test", _counter(tiny_tokenizer))
+    assert len(test) == 2 and all(r["answer"] == "2222222" for r in test)  # test asks what the benchmark asks
+    # meta-training groups the siblings: one episode, three questions, every needle a support span
+    from perk.meta.trainer import make_episodes
+    eps = make_episodes(first, tiny_tokenizer, "sentence")
+    assert len(eps) == 1 and eps[0].questions["input_ids"].shape[0] == 3

@@ -73,8 +73,8 @@ def _source(f) -> tuple[str, object, int | None]:
     return label, _hf_records(f), f.length or (nominal_length(f"x_{f.hf_config}") if f.hf_config else None)
 
 
-def _prose_row(ds, parsed: dict, counter: TokenCounter) -> dict:
-    ch = chunk_text(parsed["context"], parsed["keep"], ds.chunk_tokens, counter)
+def _prose_row(ds, parsed: dict, counter: TokenCounter, ch=None) -> dict:
+    ch = ch or chunk_text(parsed["context"], parsed["keep"], ds.chunk_tokens, counter)
     sup = parsed["support"]
     return {"context": ch.chunks, "question": parsed["question"], "answer_prefix": parsed["answer_prefix"],
             "answer": ", ".join(parsed["outputs"]), "outputs": parsed["outputs"],
@@ -82,6 +82,19 @@ def _prose_row(ds, parsed: dict, counter: TokenCounter) -> dict:
             "supporting_chunks": [ch.keep_chunks[i] for i in sup],
             "depths": [ch.keep_starts[i] / max(1, ch.total_tokens) for i in sup],
             "declared_length": parsed["declared_length"], **_spans(parsed, ch)}
+
+
+def _prose_rows(ds, asked: list[dict], counter: TokenCounter) -> list[dict]:
+    """Rows of one context asked several questions (ruler.every_key): chunked once, so the rows'
+    contexts are identical and meta-training groups them into one episode."""
+    first = _prose_row(ds, asked[0], counter)
+    rows = [first]
+    ch = chunk_text(asked[0]["context"], asked[0]["keep"], ds.chunk_tokens, counter)
+    for k, parsed in enumerate(asked[1:], 1):
+        r = _prose_row(ds, parsed, counter, ch)
+        r["qindex"] = k
+        rows.append(r)
+    return rows
 
 
 def _spans(parsed: dict, ch) -> dict:
@@ -124,12 +137,15 @@ def import_file(ds, f, split: str, counter: TokenCounter, swap=None) -> tuple[li
         try:
             if ds.format == "ruler":
                 parsed = ruler.parse(rec, where, ds.instruction)
-                # the length check below reads the source prompt, so a swapped record is checked too
-                prompts.append(parsed["prompt_text"])
+                source_prompt = parsed["prompt_text"]  # the length check reads it: swapped records are checked too
                 if swap is not None and swap_rng.random() < swap[0]:
                     parsed = haystack_swap.swap(parsed, swap[1], swap_rng, counter)
                     rep.note("haystack_swapped")
-                items = [_prose_row(ds, parsed, counter)]
+                asked = ruler.every_key(parsed) if ds.ask_every_key and split == "train" else [parsed]
+                items = _prose_rows(ds, asked, counter)
+                prompts += [source_prompt] * len(items)  # one per row
+                if len(items) > 1:
+                    rep.note("questions_added_for_other_keys")
             elif ds.format == "babilong":
                 parsed = babilong.parse(rec, where, subset)
                 if parsed["note"]:
@@ -151,7 +167,7 @@ def import_file(ds, f, split: str, counter: TokenCounter, swap=None) -> tuple[li
         for k, it in enumerate(items):
             qi = it.pop("qindex", 0)
             kind = it.pop("kind", None)
-            rid = f"{ds.name}/{split}/{stem}/{recno}" + (f"/q{qi}" if ds.format == "perk_reference" else "")
+            rid = f"{ds.name}/{split}/{stem}/{recno}" + (f"/q{qi}" if ds.format == "perk_reference" or qi else "")
             it.update(id=rid, task=family, subtask=subset, split=split, target_depth=None,
                       seed=stable_seed(ds.name, stem, recno, qi), metric=metric_for(ds, kind),
                       source=f"{label}:{recno}", _recno=recno)
@@ -206,9 +222,12 @@ def _check_lengths(ds, rows, prompts, rep, counter, bad) -> list[dict]:
     med = statistics.median(ratios)
     if ds.format == "ruler":
         rep.length_ratio = round(med, 4)
-    kept = []
+    kept, reported = [], set()
     for r, q in zip(rows, ratios):
         if abs(q / med - 1) > ds.length_tolerance:
+            if r["_recno"] in reported:  # a sibling question of a record already skipped
+                continue
+            reported.add(r["_recno"])
             what = (f"declared length {r['declared_length']} disagrees with the measured one (ratio {q:.3f}, file "
                     f"median {med:.3f})" if ds.format == "ruler" else
                     f"context has {r['context_tokens']} tokens, the file's median is {med:.0f}")

@@ -20,6 +20,30 @@ NEEDLE = re.compile(r"One of the special magic [A-Za-z]+ for (?P<key>[^\n]+?) is
 QUERY = re.compile(r" for (?P<key>.+) mentioned in the provided text\?\s*$")
 
 
+def every_key(parsed: dict) -> list[dict]:
+    """The record asked about each of its needles' keys in turn (the asked one first): same context,
+    RULER's question and answer prefix with the other key, that needle's value the answer. A
+    multikey context is encoded before its question is known, so every needle is worth writing;
+    siblings share the context, so meta-training encodes it once for all of them."""
+    key = parsed["query_key"]
+    keys = [k for k, _, _ in parsed["needles"]]
+    if key is None or len(set(keys)) != len(keys):
+        return [parsed]
+    out = [parsed]
+    for i, (k, value, at) in enumerate(parsed["needles"]):
+        if k == key:
+            continue
+        q, pre = parsed["question"], parsed["answer_prefix"]
+        qa = q.rfind(f" for {key} mentioned")
+        pa = pre.rfind(f" for {key} mentioned")
+        if qa < 0 or pa < 0:
+            return [parsed]  # not RULER's template: ask only what the record asks
+        out.append(dict(parsed, question=q[:qa] + f" for {k}" + q[qa + len(key) + 5:],
+                        answer_prefix=pre[:pa] + f" for {k}" + pre[pa + len(key) + 5:],
+                        outputs=[value], support=[i], answer_at=[at], query_key=k, sibling=i))
+    return out
+
+
 def parse(rec: dict, where: str, keep_instruction: bool = False) -> dict:
     """Split one record into instruction/context/question and locate the needles.
 
@@ -60,4 +84,6 @@ def parse(rec: dict, where: str, keep_instruction: bool = False) -> dict:
     return {"context": context, "question": q, "answer_prefix": rec["answer_prefix"].strip(),
             "outputs": list(outputs), "keep": [(m.start(), m.end()) for m in needles], "support": support,
             "answer_at": [needles[h].span("value") for h in support],
+            "needles": [(m.group("key"), m.group("value"), m.span("value")) for m in needles],
+            "query_key": query.group("key") if query else None,
             "declared_length": rec["length"], "prompt_text": text + rec["answer_prefix"]}
