@@ -507,6 +507,15 @@ def test_ruler_ask_every_key_adds_one_question_per_other_needle_on_train_only(tm
         assert r["context"][ans["chunk"]][ans["start"]:ans["end"]] == v
     test, _ = import_file(ds, ds.files["test"][0], "test", _counter(tiny_tokenizer))
     assert len(test) == 2 and all(r["answer"] == "2222222" for r in test)  # test asks what the benchmark asks
+    # with the haystack swapped too, each sibling's answer span still points at its needle's value
+    from perk.data.imports import haystack_swap
+    book = [f"Chapter {i} the old sailor looked at the grey sea and said nothing." for i in range(120)]
+    src = write_jsonl(tmp_path / "book.jsonl", [{"input": " ".join(book)}])
+    pool = haystack_swap.prose_pool(str(src), _counter(tiny_tokenizer))
+    swapped, _ = import_file(ds, ds.files["train"][0], "train", _counter(tiny_tokenizer), swap=(1.0, pool))
+    for r in swapped:
+        (ans,) = r["answer_spans"]
+        assert "sailor" in " ".join(r["context"]) and r["context"][ans["chunk"]][ans["start"]:ans["end"]] == r["answer"]
     # meta-training groups the siblings: one episode, three questions, every needle a support span
     from perk.meta.trainer import make_episodes
     eps = make_episodes(first, tiny_tokenizer, "sentence")

@@ -86,6 +86,9 @@ def swap(parsed: dict, pool: ProsePool, rng: random.Random, counter: TokenCounte
         shift = new_keep[k][0] - keep[k][0]
         answer_at.append((s + shift, e + shift))
     out = dict(parsed, context=text, keep=new_keep, answer_at=answer_at)
+    if "needles" in parsed:  # (key, value, value span) per kept needle, in keep's order
+        out["needles"] = [(k, v, (a + new_keep[i][0] - keep[i][0], b + new_keep[i][0] - keep[i][0]))
+                          for i, (k, v, (a, b)) in enumerate(parsed["needles"])]
     for k, (a, b) in enumerate(new_keep):  # the needles must read as before, offsets and all
         assert text[a:b] == ctx[keep[k][0]:keep[k][1]]
     return out
