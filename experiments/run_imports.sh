@@ -6,6 +6,7 @@
 #   experiments/run_imports.sh NAME TASK "pretrain overrides" "meta-train overrides" > log 2>&1 &
 #   STAGES="meta-train evaluate" REUSE=OTHER_NAME reuses OTHER_NAME's data/ up to pretrain.
 #   IMP="-P imports.haystack_swap=0.5" adds import-stage overrides.
+#   ALL="-P inner.steps=8" adds overrides to every stage.
 set -euo pipefail
 name=$1; task=$2; pre=${3:-}; meta=${4:-}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,7 +19,7 @@ if [ -n "${REUSE:-}" ]; then cp -r "$runs/$REUSE/data/." "$snap/data/"; fi
 cd "$snap"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH="$snap" PERK_ROOT="$snap" MLFLOW_DISABLE_TELEMETRY=true
 echo "RUN $name task $task commit $(git -C "$here" rev-parse --short HEAD) pretrain: $pre meta: $meta"
-common="-P meta_train.task=$task -P baseline.task=$task -P imports.tokenizer_texts=1000"
+common="-P meta_train.task=$task -P baseline.task=$task -P imports.tokenizer_texts=1000 ${ALL:-}"
 ev="-P evaluate.tasks=[$task] -P evaluate.methods=[${METHODS:-perk}] -P evaluate.controls=[] -P evaluate.per_cell=50 -P evaluate.max_new_tokens=12"
 for stage in ${STAGES:-tokenizer import pretrain meta-train evaluate}; do
   t0=$(date +%s)
