@@ -36,12 +36,21 @@ test: $(STAMP)
 # experiments/run_imports.sh in $(PERK_RUNS)/<name> (default /tmp/r15, a snapshot of HEAD with its own
 # data/ and mlruns/), then the table. Needs ../shared/benchmarks beside the clone (or PERK_SHARED=DIR
 # holding benchmarks/ and reference/); without it the import fails naming the missing file.
-BENCH_RUNS ?= E_sent400
+BENCH_RUNS ?= F_swap50 G_swap50_1600 H2_multikey_every_key I_qa1
+# The imported-benchmark runs of README "Imported benchmarks" (experiments/IMPORTS.md F, G, H2, I): each a
+# snapshot of the committed code under $${PERK_RUNS:-/tmp/r15}/NAME with its own data/ and MLflow store.
+RECIPE := -P meta_train.exposure_weight=0 -P meta_train.support_span=sentence
 benchmarks: $(STAMP)
-	STAGES=tokenizer experiments/run_imports.sh tok ruler/niah_single_2 "" "" # tokenizer (+1,000 benchmark texts), shared by the runs
-	STAGES="import pretrain meta-train evaluate" REUSE=tok experiments/run_imports.sh E_sent400 ruler/niah_single_2 \
-	  "-P pretrain.steps=400 -P pretrain.exposure=false" \
-	  "-P meta_train.steps=400 -P meta_train.exposure_weight=0 -P meta_train.support_span=sentence"
+	IMP="-P imports.haystack_swap=0.5" experiments/run_imports.sh F_swap50 ruler/niah_single_2 \
+	  "-P pretrain.steps=400 -P pretrain.exposure=false" "-P meta_train.steps=800 $(RECIPE)"
+	STAGES="meta-train baseline evaluate" REUSE=F_swap50 METHODS=perk,baseline experiments/run_imports.sh \
+	  G_swap50_1600 ruler/niah_single_2 "" "-P meta_train.steps=1600 $(RECIPE)"
+	IMP="-P imports.haystack_swap=0.5" METHODS=perk,baseline STAGES="tokenizer import pretrain meta-train baseline evaluate" \
+	  experiments/run_imports.sh H2_multikey_every_key ruler/niah_multikey_1 \
+	  "-P pretrain.steps=400 -P pretrain.exposure=false" "-P meta_train.steps=800 $(RECIPE)"
+	METHODS=perk,baseline STAGES="tokenizer import pretrain meta-train baseline evaluate" \
+	  experiments/run_imports.sh I_qa1 babilong_bench/qa1 \
+	  "-P pretrain.steps=400 -P pretrain.exposure=false" "-P meta_train.steps=800 $(RECIPE)"
 	$(BIN)/python experiments/imports_table.py $(addprefix $${PERK_RUNS:-/tmp/r15}/,$(BENCH_RUNS))
 
 # MLflow UI compare view of the newest meta_train and baseline runs (needs `chromium`).
