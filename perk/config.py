@@ -191,10 +191,11 @@ class ImportDataset(Section):
     on_bad_record: Literal["skip", "error"] = Field("skip", description="content problems (needle not found, "
                                                     "length mismatch): counted skip or error")
     max_skip_fraction: float = Field(0.05, ge=0, le=1, description="more skipped records per file is an error")
-    ask_every_key: bool = Field(False, description="RULER, train split: one more question per other needle key "
-                                "of a record (RULER's template, that needle's value the answer; same context, "
-                                "so one encode serves all): every needle of a multikey context is a training "
-                                "target, as it is unknown at encode time which one will be asked")
+    ask_every_key: bool = Field(False, description="train split: one more question per other key of a record, "
+                                "same context, so one encode serves all. RULER: per other needle key (RULER's "
+                                "template, that needle's value the answer); BABILong qa1: per other person who "
+                                "moves (`Where is P?`, P's last move the answer). Every fact of a context is a "
+                                "training target, as it is unknown at encode time which one will be asked")
     instruction: bool = Field(False, description="RULER: keep its instruction line in front of the question "
                               "(off: PERK's question prompt holds just the question)")
     metric: Literal["auto", "string_match_all", "string_match_part", "babilong_label", "exact_match"] = Field(
@@ -234,6 +235,7 @@ def _default_imports() -> list[ImportDataset]:
     sets[1]["ask_every_key"] = True  # multikey: every needle a training question (experiments/IMPORTS.md run H)
     sets.append(_bench("babilong_bench/qa1", "babilong", f"{b}/babilong/qa1", "train_1k.jsonl", "val_1k.jsonl",
                        ["test_1k.jsonl", "test_2k.jsonl", "test_4k.jsonl"]))
+    sets[2]["ask_every_key"] = True  # every person's last move a training question (experiments/IMPORTS.md run I2)
     for kind, subs in (("babilong", ("qa1", "qa2", "qa3")), ("student_records", ("recall", "relation", "allgregation")),
                        ("longgorilla", ("huggingface_api",))):
         for s in subs:

@@ -209,6 +209,31 @@ def test_babilong_qa1_support_is_the_persons_last_move(tmp_path, tiny_tokenizer)
     assert r["context_tokens"] == context_tokens(tiny_tokenizer, r["context"])
 
 
+def test_babilong_qa1_ask_every_key_asks_each_moving_person_on_train_only(tmp_path, tiny_tokenizer):
+    facts = ["Mary moved to the bathroom.", "John went to the hallway.", "Mary went back to the kitchen.",
+             "Sandra journeyed to the garden.", "John travelled to the office."]
+    f = write_jsonl(tmp_path / "train_1k.jsonl", [babilong_record(facts, "Where is Mary? ", "kitchen")] * 2)
+    ds = ImportDataset(name="babilong_bench/qa1", format="babilong", chunk_tokens=48, ask_every_key=True,
+                       files={"train": [{"path": str(f)}], "test": [{"path": str(f)}]})
+    rows, rep = import_file(ds, ds.files["train"][0], "train", _counter(tiny_tokenizer))
+    assert len(rows) == 6 and rep.notes == {"questions_added_for_other_persons": 2} and not rep.skipped
+    first = rows[:3]
+    # the record's own question first, then each other person, answered by their LAST move
+    assert [(r["question"], r["answer"]) for r in first] == [
+        ("Where is Mary?", "kitchen"), ("Where is John?", "office"), ("Where is Sandra?", "garden")]
+    assert [r["supporting_facts"] for r in first] == [
+        ["Mary went back to the kitchen."], ["John travelled to the office."], ["Sandra journeyed to the garden."]]
+    assert len({r["id"] for r in rows}) == 6 and all(r["context"] == first[0]["context"] for r in first)
+    for r in first:
+        (ans,) = r["answer_spans"]
+        assert r["context"][ans["chunk"]][ans["start"]:ans["end"]] == r["answer"]
+    test, _ = import_file(ds, ds.files["test"][0], "test", _counter(tiny_tokenizer))
+    assert [r["question"] for r in test] == ["Where is Mary?"] * 2  # test asks what the benchmark asks
+    from perk.meta.trainer import make_episodes
+    eps = make_episodes(first, tiny_tokenizer, "sentence")
+    assert len(eps) == 1 and eps[0].questions["input_ids"].shape[0] == 3
+
+
 def test_babilong_bad_records(tmp_path, tiny_tokenizer):
     ok = babilong_record(["John went to the office."], "Where is John? ", "office")
     recs = [ok] * 30 + [babilong_record(["John went to the office."], "Where is John? ", "garden")]

@@ -85,7 +85,7 @@ def _prose_row(ds, parsed: dict, counter: TokenCounter, ch=None) -> dict:
 
 
 def _prose_rows(ds, asked: list[dict], counter: TokenCounter) -> list[dict]:
-    """Rows of one context asked several questions (ruler.every_key): chunked once, so the rows'
+    """Rows of one context asked several questions (ruler.every_key, babilong.every_person): chunked once, so the rows'
     contexts are identical and meta-training groups them into one episode."""
     first = _prose_row(ds, asked[0], counter)
     rows = [first]
@@ -150,7 +150,10 @@ def import_file(ds, f, split: str, counter: TokenCounter, swap=None) -> tuple[li
                 parsed = babilong.parse(rec, where, subset)
                 if parsed["note"]:
                     rep.note(parsed["note"])
-                items = [_prose_row(ds, parsed, counter)]
+                asked = babilong.every_person(parsed) if ds.ask_every_key and split == "train" else [parsed]
+                items = _prose_rows(ds, asked, counter)
+                if len(items) > 1:
+                    rep.note("questions_added_for_other_persons")
             else:
                 items = []
                 for item in reference.parse(rec, where):

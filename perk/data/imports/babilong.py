@@ -4,7 +4,8 @@
 carries a trailing space upstream (stripped here), `target` is one label. The bAbI fact sentences
 are found by their templates and each kept whole in one chunk. qa1's supporting fact is exactly
 recoverable (the asked person's last move); for other subsets the last fact naming the target is
-recorded (a heuristic: counted as a note in the report).
+recorded (a heuristic: counted as a note in the report). `every_person` (train split, qa1) asks
+the same context where each other person is, answered from their last move.
 """
 from __future__ import annotations
 
@@ -20,6 +21,25 @@ FACT = re.compile(
     rf"\b(?P<who>{PEOPLE}) (?:(?P<move>moved|went back|went|journeyed|travelled) to the (?P<where>\w+)"
     r"|(?:got|grabbed|picked up|took|dropped|discarded|put down|left) the \w+(?: there)?)\.")
 WHERE_IS = re.compile(rf"^Where is (?P<who>{PEOPLE})\?$")
+
+
+def every_person(parsed: dict) -> list[dict]:
+    """The qa1 record asked about each person who moves in its context (the asked one first): bAbI's
+    question `Where is P?`, answered by P's last move, that move the supporting fact. The context is
+    encoded before its question is known, so every person's whereabouts is worth writing; siblings
+    share the context, so meta-training encodes it once for all of them. Only the record's own
+    facts are read: nothing of another record or split."""
+    asked = parsed.get("asked")
+    if asked is None:
+        return [parsed]
+    out = [parsed]
+    for who, i in parsed["last_moves"].items():
+        if who == asked:
+            continue
+        where = parsed["moves"][i]
+        out.append(dict(parsed, question=f"Where is {who}?", outputs=[where[0]], support=[i],
+                        answer_at=[where[1]], asked=who, note=None))
+    return out
 
 
 def parse(rec: dict, where: str, subset: str) -> dict:
@@ -50,4 +70,7 @@ def parse(rec: dict, where: str, subset: str) -> dict:
     return {"context": context, "question": question, "answer_prefix": "", "outputs": [target],
             "keep": [(m.start(), m.end()) for m in facts], "support": support, "answer_at": answer_at,
             "declared_length": None,
-            "note": note}
+            "note": note,
+            "asked": ask.group("who") if subset == "qa1" and ask and support else None,
+            "moves": {i: (m.group("where"), m.span("where")) for i, m in enumerate(facts) if m.group("move")},
+            "last_moves": {m.group("who"): i for i, m in enumerate(facts) if m.group("move")}}
