@@ -123,6 +123,8 @@ class RetrievalSpec(TaskSpec):
     n_test: int = Field(5, ge=0, description="examples per (eval length, depth) cell")
     ask_docs: int = Field(1, ge=1, le=64, description="train/val: documents of each context asked about (the "
                           "gold one first, then distractors, each by its own purpose), one encode serving all")
+    hard_negatives: float = Field(0.7, ge=0, le=1, description="fraction of distractor documents whose purpose "
+                                  "differs from the gold one in one word of four (the rest: random purposes)")
 
     @classmethod
     def allowed_subtasks(cls) -> set[str]:

@@ -47,3 +47,18 @@ def test_retrieval_long_context_keeps_names_unique(tiny_tokenizer):
     names = [DOC.fullmatch(c).group("name") for c in e.context]
     assert len(names) == len(set(names)) > 900
     assert abs(e.context_tokens - 65536) <= 0.05 * 65536
+
+
+@pytest.mark.parametrize("hard", [0.0, 0.7, 1.0])
+def test_retrieval_hard_negatives_fraction(tiny_tokenizer, hard):
+    near = total = 0
+    for e in retrieval.generate(RetrievalSpec(hard_negatives=hard), "train", 4, 2048, None, 5, tiny_tokenizer):
+        # "verb the adj noun of a(n) obj": the four parts (the article follows the object)
+        docs = [[w for i, w in enumerate(DOC.fullmatch(c).group("purpose").split()) if i in (0, 2, 3, 6)]
+                for c in e.context]
+        gold = docs[e.supporting_chunks[0]]
+        others = [d for i, d in enumerate(docs) if i != e.supporting_chunks[0]]
+        near += sum(sum(a == b for a, b in zip(gold, d)) >= len(gold) - 1 for d in others)
+        total += len(others)
+    # a random purpose shares 3 of 4 words with the gold one only by chance (pools of ~30+ words)
+    assert {0.0: near / total < 0.05, 0.7: 0.55 < near / total < 0.85, 1.0: near == total}[hard], near / total

@@ -1,8 +1,9 @@
 """API/document retrieval: one gold API description among look-alike distractor documents,
 one document per chunk. The subtask is the gold position: first, middle, last or random.
 
-Distractors are hard negatives: most share three of the four parts of the gold purpose
-(verb, adjective, noun, object), so only the exact purpose identifies the gold document. API
+Distractors are hard negatives: by default 70% share three of the four parts of the gold purpose
+(verb, adjective, noun, object), so only the exact purpose identifies the gold document
+(`hard_negatives` sets the fraction; 0 draws every distractor's purpose at random). API
 names are code names unrelated to the purpose, so the answer cannot be guessed from the question.
 """
 from __future__ import annotations
@@ -38,8 +39,9 @@ def purpose_text(p: tuple[str, str, str, str]) -> str:
 
 
 class DocMaker:
-    def __init__(self, rng, split: str):
+    def __init__(self, rng, split: str, hard_negatives: float = 0.7):
         self.rng = rng
+        self.hard_negatives = hard_negatives
         self.codes = lexicon.pool("api", split)
         if len(self.codes) < 2:
             raise ValueError(f"api code-name pool for {split} is too small")
@@ -59,7 +61,7 @@ class DocMaker:
     def purpose(self, near: tuple | None = None) -> tuple:
         rng = self.rng
         while True:
-            if near is not None and rng.random() < 0.7:
+            if near is not None and rng.random() < self.hard_negatives:
                 p = list(near)
                 j = rng.randrange(4)
                 p[j] = rng.choice(lexicon.pool(PARTS[j]))
@@ -88,7 +90,7 @@ def generate(spec: RetrievalSpec, split: str, n: int, target_tokens: int, depth:
     def build(sub, rng, counter, s):
         if sub not in SUBTASK_DEPTH:
             raise ValueError(f"unknown retrieval subtask {sub!r}")
-        maker = DocMaker(rng, split)
+        maker = DocMaker(rng, split, spec.hard_negatives)
         gold_p = maker.purpose()
         gold_name, gold_doc, name_at = maker.doc(gold_p)
         budget = target_tokens - counter(gold_doc)
