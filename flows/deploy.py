@@ -32,6 +32,7 @@ DEPLOYMENTS: dict[str, tuple[str, dict]] = {
     "evaluate": (POOL, {"stages": ["evaluate"]}),
     "capacity": (POOL, {"stages": ["capacity"]}),
     "profile": (POOL, {"stages": ["profile"]}),
+    "position": (POOL, {"stages": ["position"]}),
     "evaluate-fanout": (CONTROL_POOL, {"stages": ["evaluate"], "fan_out": True}),
     "evaluate-shard": (POOL, {"stages": ["evaluate"], "expand_cells": False}),
 }

@@ -42,6 +42,8 @@ def _stage_runner(name: str):
         if name == "import":
             from .stages.imports import select
             select(p, args.only)
+        if name == "position" and args.protocol:
+            p.position_protocol = args.protocol
         out = stages.call(name, p, progress=not args.no_progress)
         for key, path in (out.items() if isinstance(out, dict) else [(name, out)]):
             print(f"{key}: {path}")
@@ -97,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--tasks", help="comma-separated task families to generate (default: those enabled)")
         if name == "import":
             _import_arguments(sp)
+        if name == "position":
+            sp.add_argument("--protocol", metavar="NAME", help="only that protocol of params.yaml `position:` "
+                            "(default: every one)")
         if name in MATRIX_STAGES:  # perk/matrix.py
             sp.add_argument("--cell", metavar="NAME", help="run as that cell of the task matrix (params.yaml "
                             "`matrix:`): its task, its own directories under matrix_dir/NAME, its overrides")

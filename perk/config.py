@@ -621,6 +621,17 @@ class MatrixCell(Section):
 CELL_NAME = r"^[a-z0-9][a-z0-9-]*$"  # a directory name and a DVC foreach key
 
 
+class PositionProtocol(Section):
+    """The position-bias protocol (issue #14, perk/position.py): the task-matrix cell trained with
+    the gold document at each position; each cell's evaluate.tasks must list all four positions."""
+    first: str = Field(description="matrix cell trained on <family>/first")
+    middle: str = Field(description="matrix cell trained on <family>/middle")
+    last: str = Field(description="matrix cell trained on <family>/last")
+    random: str = Field(description="matrix cell trained on <family>/random")
+    length: int | None = Field(None, ge=1, description="test length of the matrix (default: the family's first "
+                               "train length)")
+
+
 class Params(Section):
     seed: int = Field(0, ge=0)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
@@ -638,6 +649,11 @@ class Params(Section):
     matrix_dir: str = Field("data/matrix", description="where each cell of the task matrix writes its chain")
     matrix: dict[str, MatrixCell] = Field(default_factory=dict, description="the task matrix: name -> cell")
     cell: str | None = Field(None, description="set by `--cell NAME` (perk/matrix.py), not in params.yaml")
+    position_dir: str = Field("data/position", description="where each position protocol writes its matrix")
+    position: dict[str, PositionProtocol] = Field(default_factory=dict, description="position-bias protocols: "
+                                                  "name -> the matrix cell trained at each gold position")
+    position_protocol: str | None = Field(None, description="set by `perk position --protocol NAME`, not in "
+                                          "params.yaml")
 
     @field_validator("matrix")
     @classmethod
@@ -648,6 +664,27 @@ class Params(Section):
             raise ValueError(f"cell names {bad} must be lower-case letters, digits and '-' (a directory and a "
                              f"DVC stage key), e.g. retrieval-random")
         return v
+
+    @model_validator(mode="after")
+    def _position_cells(self):
+        import re
+        for name, proto in self.position.items():
+            if not re.match(CELL_NAME, name):
+                raise ValueError(f"position protocol name {name!r} must be lower-case letters, digits and '-'")
+            families = set()
+            for pos in ("first", "middle", "last", "random"):
+                cell = getattr(proto, pos)
+                if cell not in self.matrix:
+                    raise ValueError(f"position.{name}.{pos}: {cell!r} is not a cell of `matrix:` (cells: "
+                                     f"{', '.join(self.matrix) or 'none'})")
+                family, _, sub = self.matrix[cell].task.partition("/")
+                if sub != pos:
+                    raise ValueError(f"position.{name}.{pos}: cell {cell!r} trains on {self.matrix[cell].task!r}, "
+                                     f"expected <family>/{pos}")
+                families.add(family)
+            if len(families) != 1:
+                raise ValueError(f"position.{name}: the four cells train on different families {sorted(families)}")
+        return self
 
     @model_validator(mode="after")
     def _imported_tasks(self):

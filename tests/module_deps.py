@@ -58,6 +58,11 @@ def closure(start: str, top: str = "perk") -> set[Path]:
     return files
 
 
+def stage_deps(stage: dict) -> list[str]:
+    """A dvc.yaml stage's deps (a foreach stage keeps them under `do`)."""
+    return stage.get("do", stage)["deps"]
+
+
 def covered(f: Path, deps: list[str]) -> bool:
     rel = f.relative_to(ROOT)
     return any(rel == Path(d) or Path(d) in rel.parents for d in deps)
@@ -72,5 +77,5 @@ if __name__ == "__main__":  # print what each dvc.yaml stage lacks: `python test
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for name, (module, _) in ORDER.items():
         missing = sorted(str(f.relative_to(ROOT)) for f in closure(f"perk.stages.{module}")
-                         if not covered(f, dvc[name]["deps"]))
+                         if not covered(f, stage_deps(dvc[name])))
         print(f"{name}: {missing or 'complete'}")

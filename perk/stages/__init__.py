@@ -35,6 +35,8 @@ ORDER: dict[str, tuple[str, str]] = {
     "capacity": ("capacity", "Recall vs facts per context at one length: PERK per LoRA rank (meta-trains the "
                  "extra ranks) and the baseline, every key asked."),
     "profile": ("profile", "Profile peak memory and latency vs context length, PERK vs prompt-based."),
+    "position": ("position", "The position-bias matrix of a protocol (params.yaml `position:`): train x test "
+                 "gold-document position EM, PERK and the baseline, from its four task-matrix cells."),
 }
 ALIASES = {"train": "meta-train", "meta_train": "meta-train"}  # older spellings still accepted
 
