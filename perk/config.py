@@ -125,6 +125,8 @@ class RetrievalSpec(TaskSpec):
                           "gold one first, then distractors, each by its own purpose), one encode serving all")
     hard_negatives: float = Field(0.7, ge=0, le=1, description="fraction of distractor documents whose purpose "
                                   "differs from the gold one in one word of four (the rest: random purposes)")
+    name_pool: Literal["split", "shared"] = Field("split", description="API code names: split (val/test names "
+                                                 "never occur in training) or shared (held out are the pairings)")
 
     @classmethod
     def allowed_subtasks(cls) -> set[str]:

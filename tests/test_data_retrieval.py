@@ -42,6 +42,17 @@ def test_retrieval_names_from_split(tiny_tokenizer):
             assert len(parts) in (2, 3) and all(p in pool("api", "train") for p in parts)
 
 
+def test_retrieval_shared_name_pool_lets_test_names_come_from_every_split(tiny_tokenizer):
+    from perk.data.lexicon import pool
+    test_codes = {p for e in retrieval.generate(RetrievalSpec(name_pool="shared"), "test", 8, 1024, None, 4,
+                                                tiny_tokenizer) for c in e.context
+                  for p in DOC.fullmatch(c).group("name").split("_")}
+    assert test_codes <= set(pool("api")) and test_codes & set(pool("api", "train"))  # train names appear at test
+    split = {p for e in retrieval.generate(SPEC, "test", 8, 1024, None, 4, tiny_tokenizer) for c in e.context
+             for p in DOC.fullmatch(c).group("name").split("_")}
+    assert split <= set(pool("api", "test"))
+
+
 def test_retrieval_long_context_keeps_names_unique(tiny_tokenizer):
     (e,) = retrieval.generate(SPEC, "test", 1, 65536, None, 1, tiny_tokenizer, subtask="random")
     names = [DOC.fullmatch(c).group("name") for c in e.context]

@@ -39,10 +39,12 @@ def purpose_text(p: tuple[str, str, str, str]) -> str:
 
 
 class DocMaker:
-    def __init__(self, rng, split: str, hard_negatives: float = 0.7):
+    def __init__(self, rng, split: str, hard_negatives: float = 0.7, shared_names: bool = False):
         self.rng = rng
         self.hard_negatives = hard_negatives
-        self.codes = lexicon.pool("api", split)
+        # split names: val/test names are words no training answer holds; shared: every name can be an
+        # answer in training, only the purpose -> name pairings of a context are new (as needle values)
+        self.codes = lexicon.pool("api", None if shared_names else split)
         if len(self.codes) < 2:
             raise ValueError(f"api code-name pool for {split} is too small")
         self.names: set[str] = set()
@@ -90,7 +92,7 @@ def generate(spec: RetrievalSpec, split: str, n: int, target_tokens: int, depth:
     def build(sub, rng, counter, s):
         if sub not in SUBTASK_DEPTH:
             raise ValueError(f"unknown retrieval subtask {sub!r}")
-        maker = DocMaker(rng, split, spec.hard_negatives)
+        maker = DocMaker(rng, split, spec.hard_negatives, spec.name_pool == "shared")
         gold_p = maker.purpose()
         gold_name, gold_doc, name_at = maker.doc(gold_p)
         budget = target_tokens - counter(gold_doc)
