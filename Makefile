@@ -36,7 +36,7 @@ test: $(STAMP)
 # experiments/run_imports.sh in $(PERK_RUNS)/<name> (default /tmp/r15, a snapshot of HEAD with its own
 # data/ and mlruns/), then the table. Needs ../shared/benchmarks beside the clone (or PERK_SHARED=DIR
 # holding benchmarks/ and reference/); without it the import fails naming the missing file.
-BENCH_RUNS ?= F_swap50 G_swap50_1600 H2_multikey_every_key I_qa1
+BENCH_RUNS ?= G_swap50_1600 H2_multikey_every_key H3_multikey_2400 I_qa1 I2_qa1_every_person
 # The imported-benchmark runs of README "Imported benchmarks" (experiments/IMPORTS.md F, G, H2, I): each a
 # snapshot of the committed code under $${PERK_RUNS:-/tmp/r15}/NAME with its own data/ and MLflow store.
 RECIPE := -P meta_train.exposure_weight=0 -P meta_train.support_span=sentence
@@ -48,8 +48,13 @@ benchmarks: $(STAMP)
 	IMP="-P imports.haystack_swap=0.5" METHODS=perk,baseline STAGES="tokenizer import pretrain meta-train baseline evaluate" \
 	  experiments/run_imports.sh H2_multikey_every_key ruler/niah_multikey_1 \
 	  "-P pretrain.steps=400 -P pretrain.exposure=false" "-P meta_train.steps=800 $(RECIPE)"
-	METHODS=perk,baseline STAGES="tokenizer import pretrain meta-train baseline evaluate" \
+	STAGES="meta-train evaluate" REUSE=H2_multikey_every_key experiments/run_imports.sh H3_multikey_2400 \
+	  ruler/niah_multikey_1 "" "-P meta_train.steps=2400 $(RECIPE)"
+	IMP="-P imports.ask_every_key=false" METHODS=perk,baseline STAGES="tokenizer import pretrain meta-train baseline evaluate" \
 	  experiments/run_imports.sh I_qa1 babilong_bench/qa1 \
+	  "-P pretrain.steps=400 -P pretrain.exposure=false" "-P meta_train.steps=800 $(RECIPE)"
+	METHODS=perk,baseline STAGES="tokenizer import pretrain meta-train baseline evaluate" \
+	  experiments/run_imports.sh I2_qa1_every_person babilong_bench/qa1 \
 	  "-P pretrain.steps=400 -P pretrain.exposure=false" "-P meta_train.steps=800 $(RECIPE)"
 	$(BIN)/python experiments/imports_table.py $(addprefix $${PERK_RUNS:-/tmp/r15}/,$(BENCH_RUNS))
 

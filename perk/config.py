@@ -263,6 +263,8 @@ class ImportsConfig(Section):
     haystack_source: str = Field("../shared/benchmarks/babilong/qa1/train_1k.jsonl",
                                  description="BABILong-format file whose `input` book text (bAbI facts removed) "
                                  "the haystack swap draws from")
+    ask_every_key: bool | None = Field(None, description="overrides every dataset's ask_every_key (null: each "
+                                       "dataset's own; -P imports.ask_every_key=false imports one question per record)")
     datasets: list[ImportDataset] = Field(default_factory=_default_imports)
 
     @model_validator(mode="after")

@@ -545,3 +545,16 @@ def test_ruler_ask_every_key_adds_one_question_per_other_needle_on_train_only(tm
     from perk.meta.trainer import make_episodes
     eps = make_episodes(first, tiny_tokenizer, "sentence")
     assert len(eps) == 1 and eps[0].questions["input_ids"].shape[0] == 3
+
+
+def test_imports_ask_every_key_override_applies_to_every_dataset(tmp_path, tiny_tokenizer_dir, mlflow_store):
+    from perk.cli import main
+    facts = ["Mary moved to the bathroom.", "John went to the hallway."]
+    tr = write_jsonl(tmp_path / "train_1k.jsonl", [babilong_record(facts, "Where is Mary? ", "bathroom")] * 2)
+    params = tmp_path / "params.yaml"
+    ds = {"name": "babilong_bench/qa1", "format": "babilong", "ask_every_key": True, "files": {"train": [{"path": str(tr)}]}}
+    for override, n in (([], 4), (["-P", "imports.ask_every_key=false"], 2)):
+        params.write_text(json.dumps({"tokenizer": {"out_dir": str(tiny_tokenizer_dir)},
+                                      "imports": {"out_dir": str(tmp_path / "imp"), "datasets": [ds]}}))
+        assert main(["import", "--params", str(params), "--no-progress", *override]) == 0
+        assert json.loads((tmp_path / "imp" / "index.json").read_text())["babilong_bench/qa1"]["rows"] == n

@@ -37,6 +37,8 @@ def import_benchmarks(p: Params, progress: bool = True) -> dict[str, Path]:
     absent = skip_absent(p, chosen, index)
     for ds in (d for d in chosen if d.name not in absent):
         t0 = time.perf_counter()
+        if p.imports.ask_every_key is not None:
+            ds = ds.model_copy(update={"ask_every_key": p.imports.ask_every_key})
         out, reports = import_dataset(ds, tok, p.imports.out_dir, p.imports.haystack_swap, p.imports.haystack_source)
         written.update(out)
         index[ds.name] = {"splits": {k.rsplit("/", 1)[1]: str(v) for k, v in out.items()},
