@@ -37,7 +37,7 @@ test: $(STAMP)
 # data/ and mlruns/), then the table. Needs ../shared/benchmarks beside the clone (or PERK_SHARED=DIR
 # holding benchmarks/ and reference/); without it the import fails naming the missing file.
 BENCH_RUNS ?= G_swap50_1600 H2_multikey_every_key H3_multikey_2400 I_qa1 I2_qa1_every_person
-# The imported-benchmark runs of README "Imported benchmarks" (experiments/IMPORTS.md F, G, H2, I): each a
+# The imported-benchmark runs of README "Imported benchmarks" (experiments/IMPORTS.md; F is G's base): each a
 # snapshot of the committed code under $${PERK_RUNS:-/tmp/r15}/NAME with its own data/ and MLflow store.
 RECIPE := -P meta_train.exposure_weight=0 -P meta_train.support_span=sentence
 benchmarks: $(STAMP)

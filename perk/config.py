@@ -117,8 +117,11 @@ class RecordsSpec(TaskSpec):
         return {"recall", "relation", "aggregate"}
 
 
+POSITIONS = ("first", "middle", "last", "random")  # gold-document positions: retrieval subtasks, protocol rows
+
+
 class RetrievalSpec(TaskSpec):
-    subtasks: list[str] = Field(default_factory=lambda: ["first", "middle", "last", "random"])
+    subtasks: list[str] = Field(default_factory=lambda: list(POSITIONS))
     n_val: int = Field(32, ge=0)
     n_test: int = Field(5, ge=0, description="examples per (eval length, depth) cell")
     ask_docs: int = Field(1, ge=1, le=64, description="train/val: documents of each context asked about (the "
@@ -130,7 +133,7 @@ class RetrievalSpec(TaskSpec):
 
     @classmethod
     def allowed_subtasks(cls) -> set[str]:
-        return {"first", "middle", "last", "random"}
+        return set(POSITIONS)
 
 
 class TasksConfig(Section):
@@ -676,7 +679,7 @@ class Params(Section):
             if not re.match(CELL_NAME, name):
                 raise ValueError(f"position protocol name {name!r} must be lower-case letters, digits and '-'")
             families = set()
-            for pos in ("first", "middle", "last", "random"):
+            for pos in POSITIONS:
                 cell = getattr(proto, pos)
                 if cell not in self.matrix:
                     raise ValueError(f"position.{name}.{pos}: {cell!r} is not a cell of `matrix:` (cells: "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-POSITIONS = ("first", "middle", "last", "random")
+from .config import POSITIONS
 METHODS = ("perk", "baseline")
 
 

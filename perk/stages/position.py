@@ -34,7 +34,7 @@ def _one(p: Params, name: str) -> Path:
     from ..position import POSITIONS, matrix, write
 
     proto = p.position[name]
-    family = p.matrix[proto.first].task.partition("/")[0]
+    family = _family_of(p, name)
     length = proto.length or getattr(p.synth.tasks, family).train_lengths[0]
     summaries, where = {}, {}
     for pos in POSITIONS:
@@ -57,9 +57,14 @@ def _one(p: Params, name: str) -> Path:
     return files[0]
 
 
+def _family_of(p: Params, name: str) -> str:
+    """The task family a protocol's cells train on (config validation made it one family)."""
+    return p.matrix[p.position[name].first].task.partition("/")[0]
+
+
 def _family(p: Params) -> str | None:
     names = _protocols(p)
-    return p.matrix[p.position[names[0]].first].task.partition("/")[0] if names else None
+    return _family_of(p, names[0]) if names else None
 
 
 STAGE = Stage("position", position, family=_family,

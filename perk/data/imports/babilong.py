@@ -33,12 +33,10 @@ def every_person(parsed: dict) -> list[dict]:
     if asked is None:
         return [parsed]
     out = [parsed]
-    for who, i in parsed["last_moves"].items():
-        if who == asked:
-            continue
-        where = parsed["moves"][i]
-        out.append(dict(parsed, question=f"Where is {who}?", outputs=[where[0]], support=[i],
-                        answer_at=[where[1]], asked=who, note=None))
+    for who, (i, room, at) in parsed["last_moves"].items():
+        if who != asked:
+            out.append(dict(parsed, question=f"Where is {who}?", outputs=[room], support=[i], answer_at=[at],
+                            asked=who, note=None))
     return out
 
 
@@ -72,5 +70,6 @@ def parse(rec: dict, where: str, subset: str) -> dict:
             "declared_length": None,
             "note": note,
             "asked": ask.group("who") if subset == "qa1" and ask and support else None,
-            "moves": {i: (m.group("where"), m.span("where")) for i, m in enumerate(facts) if m.group("move")},
-            "last_moves": {m.group("who"): i for i, m in enumerate(facts) if m.group("move")}}
+            # person -> (fact index, room, its span) of their last move (later moves overwrite earlier ones)
+            "last_moves": {m.group("who"): (i, m.group("where"), m.span("where"))
+                           for i, m in enumerate(facts) if m.group("move")}}
