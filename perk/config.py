@@ -497,7 +497,13 @@ class MetaTrainConfig(TrainLoopConfig):
     support_span: Literal["answer", "sentence"] = Field(
         "answer", description="what the weighting net learns to mark, as the generator recorded it: the text "
         "the answer is read from (answer_spans) or the whole supporting facts (fact_spans)")
-    max_questions: int = Field(0, ge=0, description="questions per episode (0: all)")
+    max_questions: int = Field(0, ge=0, description="questions per episode, the context's first ones (0: all); "
+                               "with synthesized siblings (ask_docs, ask_all) the first is the one-question row")
+    spans_of: Literal["asked", "context"] = Field(
+        "asked", description="whose supporting spans the weighting net learns: the asked questions' (max_questions "
+        "cuts them too), or every question the generator recorded for the context (the position protocol asks "
+        "only the gold document yet labels every document's name, so the net is not taught that the unasked "
+        "names are filler: experiments/POSITION.md)")
 
 
 class BaselineConfig(TrainLoopConfig):
@@ -505,6 +511,8 @@ class BaselineConfig(TrainLoopConfig):
     out_dir: str = "data/baseline"
     steps: int = Field(700, ge=1, description="x batch 4: the question/answer pairs PERK sees (700 contexts x 4 keys)")
     lr: float = Field(1e-3, gt=0, le=1.0)
+    max_questions: int = Field(0, ge=0, description="training/validation questions per context, its first "
+                               "ones (0: all), as meta_train.max_questions")
 
 
 class EvalConfig(Section):

@@ -11,6 +11,21 @@ def question_prompt(row: dict) -> str:
     return f"{q} {prefix}" if prefix else f"{q}\nAnswer:"
 
 
+def group_by_context(rows: list[dict]) -> dict[tuple, list[dict]]:
+    """Rows that share a context, in file order (a synthesized context's one-question row first)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r["context"]), []).append(r)
+    return groups
+
+
+def first_questions(rows: list[dict], k: int) -> list[dict]:
+    """The first `k` rows of each context (0: all rows), contexts in file order."""
+    if not k:
+        return rows
+    return [r for rs in group_by_context(rows).values() for r in rs[:k]]
+
+
 def context_prompt(row: dict) -> str:
     return "\n".join(row["context"]) + "\n" + question_prompt(row)
 

@@ -29,3 +29,28 @@ def test_siblings_ask_the_same_context_and_leave_test_alone(tiny_tokenizer, mod,
     assert len(set(qs)) == len(qs), "no question asked twice about one context"
     assert ([e.row() for e in mod.generate(on, "test", 2, 512, None, 2, tiny_tokenizer)]
             == [e.row() for e in mod.generate(off, "test", 2, 512, None, 2, tiny_tokenizer)])
+
+
+def test_gold_question_only_with_every_documents_spans(tiny_tokenizer):
+    """The position protocol's training (max_questions 1, spans_of context): each episode asks only
+    the context's first (gold) question, while the weighting net's mask still covers every asked
+    document's name; the baseline's rows are the same first questions."""
+    from perk.meta.trainer import make_episodes
+    from perk.prompts import first_questions
+
+    rows = [e.row() for e in retrieval.generate(RetrievalSpec(subtasks=["first"], ask_docs=64), "train", 3, 512,
+                                                None, 2, tiny_tokenizer)]
+    gold = [r for r in rows if "/ask" not in r["id"]]
+    assert len(rows) > 2 * len(gold) and first_questions(rows, 1) == gold and first_questions(rows, 0) == rows
+    every = make_episodes(rows, tiny_tokenizer)
+    only = make_episodes(rows, tiny_tokenizer, max_questions=1)
+    both = make_episodes(rows, tiny_tokenizer, max_questions=1, spans_of="context")
+    assert [e.questions["input_ids"].shape[0] for e in only] == [1] * len(gold)
+    assert [e.questions["input_ids"].shape[0] for e in both] == [1] * len(gold)
+    assert [int(e.questions["input_ids"].shape[0]) for e in every] == [sum(r["context"] == g["context"] for r in rows)
+                                                                      for g in gold]
+    for a, o, b in zip(every, only, both):
+        assert (b.questions["input_ids"] == o.questions["input_ids"]).all()
+        assert (b.chunks["support_mask"] == a.chunks["support_mask"]).all()  # every name labelled
+        assert int(o.chunks["support_mask"].sum()) < int(b.chunks["support_mask"].sum())  # the gold name only
+        assert o.chunks["support_mask"].any(1).nonzero().flatten().tolist() == [0]  # gold at `first`: chunk 0

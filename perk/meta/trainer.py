@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import distributed, loop
-from ..prompts import answer_target, question_prompt, qa_batch
+from ..prompts import answer_target, group_by_context, question_prompt, qa_batch
 from .inner import chunk_batch
 
 
@@ -49,21 +49,21 @@ def support_spans(row: dict, mode: str) -> list[tuple[int, int, int]]:
     return out
 
 
-def make_episodes(rows: list[dict], tokenizer, span_mode: str = "answer", max_questions: int = 0) -> list[Episode]:
-    """Group rows by context: one encode serves every question about the same context."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(tuple(r["context"]), []).append(r)
+def make_episodes(rows: list[dict], tokenizer, span_mode: str = "answer", max_questions: int = 0,
+                  spans_of: str = "asked") -> list[Episode]:
+    """Group rows by context: one encode serves every question about the same context. The
+    weighting net's spans are the asked questions' (spans_of "asked") or every recorded question's
+    of the context ("context"), whatever max_questions keeps."""
     episodes = []
-    for ctx, rs in groups.items():
-        rs = rs[:max_questions] if max_questions else rs
+    for ctx, rs in group_by_context(rows).items():
+        asked = rs[:max_questions] if max_questions else rs
         spans: list[list[tuple[int, int]]] = [[] for _ in ctx]
-        for r in rs:
+        for r in (rs if spans_of == "context" else asked):
             for c, a, b in support_spans(r, span_mode):
                 spans[c].append((a, b))
         episodes.append(Episode(
-            id=rs[0]["id"], chunks=chunk_batch(tokenizer, list(ctx), supports=spans),
-            questions=qa_batch(tokenizer, [question_prompt(r) for r in rs], [answer_target(r) for r in rs])))
+            id=asked[0]["id"], chunks=chunk_batch(tokenizer, list(ctx), supports=spans),
+            questions=qa_batch(tokenizer, [question_prompt(r) for r in asked], [answer_target(r) for r in asked])))
     return episodes
 
 

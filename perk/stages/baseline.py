@@ -14,12 +14,14 @@ def baseline(p: Params, progress: bool = True) -> Path:
     from .. import tracking
     from ..artifacts import save_modules
     from ..baseline import evaluate_em, train
+    from ..prompts import first_questions
 
     cfg, out = p.baseline, Path(p.baseline.out_dir)
     torch.manual_seed(p.seed)
     tok = common.tokenizer(p)
     model = models.load_base(p, tok)
-    train_rows, val_rows = common.rows(p, cfg.task, "train"), common.rows(p, cfg.task, "val")[:cfg.eval_examples]
+    train_rows = first_questions(common.rows(p, cfg.task, "train"), cfg.max_questions)
+    val_rows = first_questions(common.rows(p, cfg.task, "val"), cfg.max_questions)[:cfg.eval_examples]
     dev = common.device()
     fp = common.fingerprint(p, "seed", "model", "baseline", "synth", files=(common.base_path(p), common.tokenizer_file(p)))
     train(cfg, model, tok, train_rows, val_rows, p.seed, tracking.log_metrics, progress, dev, fp)
