@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The retrieval position-bias protocol (issue #14, experiments/POSITION.md) as it was run: a clone of
-# HEAD in $DIR (default /tmp/pos) with profiles/position-retrieval.yaml as params.yaml, the same stage
+# HEAD in $DIR (default /tmp/pos) with profiles/tiny/position-retrieval.yaml as params.yaml, the same stage
 # commands `dvc repro position@retrieval` runs (perk <stage> --cell NAME), in three parallel one-thread
 # chains instead of DVC's one serial chain (2 cores: about 1.6x less wall time), then `perk position`.
 #   experiments/position_retrieval.sh > experiments/logs/position_retrieval.log 2>&1
@@ -8,7 +8,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 dir=${DIR:-/tmp/pos}
 rm -rf "$dir"; git clone -q "$here" "$dir"; cd "$dir"
-cp profiles/position-retrieval.yaml params.yaml
+cp profiles/tiny/position-retrieval.yaml params.yaml
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH=$dir PERK_ROOT=$dir MLFLOW_DISABLE_TELEMETRY=true
 py=${PERK_PYTHON:-$here/.venv/bin/python}
 stage() {  # stage NAME CELL...: one stage of each cell in turn, timed

@@ -88,3 +88,22 @@ def test_stage_writes_matrix_heatmaps_and_mlflow_run(tmp_path, mlflow_store, cap
     assert "no such position protocol; protocols: retrieval" in capsys.readouterr().err
     assert main(["position", "--params", _params(tmp_path, {}, {})]) == 0
     assert "no protocol in params.yaml `position:`" in capsys.readouterr().out
+
+
+def test_the_shipped_retrieval_protocol_profile_trains_on_the_gold_question_only():
+    """profiles/tiny/position-retrieval.yaml: four cells, one per train position, each tested at all
+    four positions at the train length, trained (PERK and baseline) on the gold document's question
+    alone with every document's name labelled for the weighting net (experiments/POSITION.md P0)."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "profiles" / "tiny" / "position-retrieval.yaml"
+    p = load_params(path)
+    proto = p.position["retrieval"]
+    assert {pos: getattr(proto, pos) for pos in POSITIONS} == CELLS
+    assert p.synth.tasks.retrieval.ask_docs > 1  # siblings exist, so spans_of context has labels to add
+    for pos, cell in CELLS.items():
+        c = load_params(path, cell=cell)
+        assert c.meta_train.task == c.baseline.task == f"retrieval/{pos}"
+        assert sorted(c.evaluate.tasks) == sorted(f"retrieval/{t}" for t in POSITIONS)
+        assert c.evaluate.only_lengths == c.synth.tasks.retrieval.train_lengths
+        assert (c.meta_train.max_questions, c.meta_train.spans_of, c.baseline.max_questions) == (1, "context", 1)
