@@ -504,6 +504,9 @@ class MetaTrainConfig(TrainLoopConfig):
         "cuts them too), or every question the generator recorded for the context (the position protocol asks "
         "only the gold document yet labels every document's name, so the net is not taught that the unasked "
         "names are filler: experiments/POSITION.md)")
+    question_order: Literal["file", "nearest"] = Field(
+        "file", description="which questions max_questions keeps: the context's first ones, or the gold "
+        "document's and those of the documents nearest it (the position protocol's trained band)")
 
 
 class BaselineConfig(TrainLoopConfig):
@@ -513,6 +516,7 @@ class BaselineConfig(TrainLoopConfig):
     lr: float = Field(1e-3, gt=0, le=1.0)
     max_questions: int = Field(0, ge=0, description="training/validation questions per context, its first "
                                "ones (0: all), as meta_train.max_questions")
+    question_order: Literal["file", "nearest"] = Field("file", description="as meta_train.question_order")
 
 
 class EvalConfig(Section):

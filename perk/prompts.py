@@ -19,11 +19,22 @@ def group_by_context(rows: list[dict]) -> dict[tuple, list[dict]]:
     return groups
 
 
-def first_questions(rows: list[dict], k: int) -> list[dict]:
-    """The first `k` rows of each context (0: all rows), contexts in file order."""
+def ordered_questions(rs: list[dict], order: str = "file") -> list[dict]:
+    """One context's rows in the order questions are taken: as in the file (its first row is the
+    one-question row: the gold document's), or "nearest": by how far each question's supporting
+    chunk lies from the first row's (a stable sort: the first row stays first), so the first k are
+    the gold document and its k-1 nearest neighbours (the position protocol's trained band)."""
+    if order == "file":
+        return rs
+    gold = rs[0]["supporting_chunks"][0]
+    return sorted(rs, key=lambda r: abs(r["supporting_chunks"][0] - gold))
+
+
+def first_questions(rows: list[dict], k: int, order: str = "file") -> list[dict]:
+    """The first `k` rows of each context (0: all rows) in `order`, contexts in file order."""
     if not k:
         return rows
-    return [r for rs in group_by_context(rows).values() for r in rs[:k]]
+    return [r for rs in group_by_context(rows).values() for r in ordered_questions(rs, order)[:k]]
 
 
 def context_prompt(row: dict) -> str:

@@ -54,3 +54,23 @@ def test_gold_question_only_with_every_documents_spans(tiny_tokenizer):
         assert (b.chunks["support_mask"] == a.chunks["support_mask"]).all()  # every name labelled
         assert int(o.chunks["support_mask"].sum()) < int(b.chunks["support_mask"].sum())  # the gold name only
         assert o.chunks["support_mask"].any(1).nonzero().flatten().tolist() == [0]  # gold at `first`: chunk 0
+
+
+@pytest.mark.parametrize("sub,band", [("first", [0, 1, 2, 3]), ("last", None)])
+def test_nearest_order_asks_the_gold_document_and_its_neighbours(tiny_tokenizer, sub, band):
+    from perk.meta.trainer import make_episodes
+    from perk.prompts import first_questions, group_by_context
+
+    rows = [e.row() for e in retrieval.generate(RetrievalSpec(subtasks=[sub], ask_docs=64), "train", 3, 512,
+                                                None, 2, tiny_tokenizer)]
+    kept = first_questions(rows, 4, "nearest")
+    for ctx, rs in group_by_context(kept).items():
+        gold = rs[0]
+        assert "/ask" not in gold["id"] and len(rs) == 4
+        chunks = [r["supporting_chunks"][0] for r in rs]
+        n = len(ctx)
+        assert sorted(chunks) == (band if band else [n - 4, n - 3, n - 2, n - 1])
+        dist = [abs(c - chunks[0]) for c in chunks]
+        assert dist == sorted(dist)  # nearest first
+    eps = make_episodes(rows, tiny_tokenizer, max_questions=4, order="nearest")
+    assert [int(e.questions["input_ids"].shape[0]) for e in eps] == [4] * len(eps)

@@ -92,8 +92,9 @@ def test_stage_writes_matrix_heatmaps_and_mlflow_run(tmp_path, mlflow_store, cap
 
 def test_the_shipped_retrieval_protocol_profile_trains_on_the_gold_question_only():
     """profiles/tiny/position-retrieval.yaml: four cells, one per train position, each tested at all
-    four positions at the train length, trained (PERK and baseline) on the gold document's question
-    alone with every document's name labelled for the weighting net (experiments/POSITION.md P0)."""
+    four positions at the train length, trained (PERK and baseline) on the questions of the gold
+    document and its 3 nearest neighbours only, with every document's name labelled for the
+    weighting net (experiments/POSITION.md P0-P2)."""
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / "profiles" / "tiny" / "position-retrieval.yaml"
@@ -106,4 +107,5 @@ def test_the_shipped_retrieval_protocol_profile_trains_on_the_gold_question_only
         assert c.meta_train.task == c.baseline.task == f"retrieval/{pos}"
         assert sorted(c.evaluate.tasks) == sorted(f"retrieval/{t}" for t in POSITIONS)
         assert c.evaluate.only_lengths == c.synth.tasks.retrieval.train_lengths
-        assert (c.meta_train.max_questions, c.meta_train.spans_of, c.baseline.max_questions) == (1, "context", 1)
+        assert (c.meta_train.max_questions, c.meta_train.spans_of, c.baseline.max_questions) == (4, "context", 4)
+        assert c.meta_train.question_order == c.baseline.question_order == "nearest"

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import distributed, loop
-from ..prompts import answer_target, group_by_context, question_prompt, qa_batch
+from ..prompts import answer_target, group_by_context, ordered_questions, question_prompt, qa_batch
 from .inner import chunk_batch
 
 
@@ -50,13 +50,13 @@ def support_spans(row: dict, mode: str) -> list[tuple[int, int, int]]:
 
 
 def make_episodes(rows: list[dict], tokenizer, span_mode: str = "answer", max_questions: int = 0,
-                  spans_of: str = "asked") -> list[Episode]:
+                  spans_of: str = "asked", order: str = "file") -> list[Episode]:
     """Group rows by context: one encode serves every question about the same context. The
     weighting net's spans are the asked questions' (spans_of "asked") or every recorded question's
-    of the context ("context"), whatever max_questions keeps."""
+    of the context ("context"), whatever max_questions keeps (the first ones in `order`)."""
     episodes = []
     for ctx, rs in group_by_context(rows).items():
-        asked = rs[:max_questions] if max_questions else rs
+        asked = ordered_questions(rs, order)[:max_questions] if max_questions else rs
         spans: list[list[tuple[int, int]]] = [[] for _ in ctx]
         for r in (rs if spans_of == "context" else asked):
             for c, a, b in support_spans(r, span_mode):

@@ -20,8 +20,8 @@ def baseline(p: Params, progress: bool = True) -> Path:
     torch.manual_seed(p.seed)
     tok = common.tokenizer(p)
     model = models.load_base(p, tok)
-    train_rows = first_questions(common.rows(p, cfg.task, "train"), cfg.max_questions)
-    val_rows = first_questions(common.rows(p, cfg.task, "val"), cfg.max_questions)[:cfg.eval_examples]
+    train_rows = first_questions(common.rows(p, cfg.task, "train"), cfg.max_questions, cfg.question_order)
+    val_rows = first_questions(common.rows(p, cfg.task, "val"), cfg.max_questions, cfg.question_order)[:cfg.eval_examples]
     dev = common.device()
     fp = common.fingerprint(p, "seed", "model", "baseline", "synth", files=(common.base_path(p), common.tokenizer_file(p)))
     train(cfg, model, tok, train_rows, val_rows, p.seed, tracking.log_metrics, progress, dev, fp)

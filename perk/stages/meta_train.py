@@ -39,10 +39,11 @@ def meta_train(p: Params, progress: bool = True) -> Path:
     cfg, out = p.meta_train, Path(p.meta_train.out_dir)
     torch.manual_seed(p.seed)
     tok = common.tokenizer(p)
-    train_eps = make_episodes(common.rows(p, cfg.task, "train"), tok, cfg.support_span, cfg.max_questions, cfg.spans_of)
+    train_eps = make_episodes(common.rows(p, cfg.task, "train"), tok, cfg.support_span, cfg.max_questions,
+                              cfg.spans_of, cfg.question_order)
     # validation asks what training asks (max_questions), so selection sees the trained distribution
-    val_eps = make_episodes(common.rows(p, cfg.task, "val"), tok, cfg.support_span,
-                            cfg.max_questions)[:cfg.eval_examples]
+    val_eps = make_episodes(common.rows(p, cfg.task, "val"), tok, cfg.support_span, cfg.max_questions,
+                            order=cfg.question_order)[:cfg.eval_examples]
     distributed.init()  # under torchrun: join the group; only rank 0 tracks and writes (perk/distributed.py)
     bundle = _bundle(p, tok)
     expo = (Exposure(tok, "train", seed=p.seed + 1, family=cfg.task.split("/")[0],
