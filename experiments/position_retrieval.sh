@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The retrieval position-bias protocol (issue #14, experiments/POSITION.md) as it was run: a clone of
-# HEAD in $DIR (default /tmp/pos) with profiles/tiny/position-retrieval.yaml as params.yaml, the same stage
-# commands `dvc repro position@retrieval` runs (perk <stage> --cell NAME), in three parallel one-thread
-# chains instead of DVC's one serial chain (2 cores: about 1.6x less wall time), then `perk position`.
+# The retrieval position-bias protocol (issue #14, experiments/POSITION.md), scripted: a clone of HEAD
+# in $DIR (default /tmp/pos-run) with profiles/tiny/position-retrieval.yaml as params.yaml, the stage
+# commands `dvc repro position@retrieval` runs (perk <stage> --cell NAME), in three one-thread chains
+# side by side instead of DVC's one serial chain, then `perk position`. (The measured P2 run launched
+# the same commands by hand: POSITION.md says how.)
 #   experiments/position_retrieval.sh > experiments/logs/position_retrieval.log 2>&1
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-dir=${DIR:-/tmp/pos}
+dir=${DIR:-/tmp/pos-run}
 rm -rf "$dir"; git clone -q "$here" "$dir"; cd "$dir"
 cp profiles/tiny/position-retrieval.yaml params.yaml
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH=$dir PERK_ROOT=$dir MLFLOW_DISABLE_TELEMETRY=true
