@@ -28,7 +28,6 @@ OMP_NUM_THREADS=2 "$py" -m perk.cli synth --no-progress
 ( for c in retrieval-random retrieval-middle; do stage pretrain $c; stage meta-train $c; done ) &
 ( stage baseline retrieval-first retrieval-random retrieval-last retrieval-middle ) &
 wait
-until [ -f data/matrix/retrieval-middle/meta_train/perk.safetensors ] && [ -f data/matrix/retrieval-last/meta_train/perk.safetensors ]; do sleep 30; done
 ( stage evaluate retrieval-first retrieval-last ) & ( stage evaluate retrieval-random retrieval-middle ) &
 wait
 "$py" -m perk.cli position --no-progress
