@@ -111,6 +111,15 @@ class RecordsSpec(TaskSpec):
     ask_records: int = Field(3, ge=0, le=64, description="train/val recall: every field of this many records "
                              "of each context is asked (the relevant one first, then distractors), one encode "
                              "serving all of them; 0: one question per context")
+    ask_pairs: int = Field(0, ge=0, le=32, description="train/val relation: this many pairs of the context's "
+                           "records asked, each in both orders (the gold pair first, then pairs of distractors "
+                           "with different grades), one encode serving all, so half the answers are 'yes' within "
+                           "every context and the yes/no prior cannot pay; 0: one question per context")
+    aggregate_ops: list[Literal["max", "min", "average"]] = Field(
+        default_factory=lambda: ["max", "min", "average"], min_length=1,
+        description="aggregate: the operations a question may ask (a curriculum can start with max/min)")
+    ask_all_ops: bool = Field(False, description="train/val aggregate: the group asked with every operation of "
+                              "aggregate_ops, one encode serving all")
 
     @classmethod
     def allowed_subtasks(cls) -> set[str]:
@@ -507,6 +516,10 @@ class MetaTrainConfig(TrainLoopConfig):
     question_order: Literal["file", "nearest"] = Field(
         "file", description="which questions max_questions keeps: the context's first ones, or the gold "
         "document's and those of the documents nearest it (the position protocol's trained band)")
+    init_from: str | None = Field(
+        None, description="start from an earlier meta-train's perk.safetensors (LoRA init, step sizes, weighting "
+        "net and the trained base weights) instead of the pretrained base alone: the second stage of a "
+        "curriculum (e.g. 4-fact stories, then 8). Same model and lora settings and the same pretrained base")
 
 
 class BaselineConfig(TrainLoopConfig):

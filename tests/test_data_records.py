@@ -87,3 +87,38 @@ def test_records_long_context(tiny_tokenizer):
     assert len({r["id"] for r in recs}) == len(recs) > 900
     assert e.answer == expected(e.question, recs)[0]
     assert abs(e.context_tokens - 65536) <= 0.05 * 65536
+
+
+def test_relation_pairs_and_aggregate_ops_are_recomputable_siblings(tiny_tokenizer):
+    """ask_pairs / ask_all_ops (train/val): every sibling's answer, supporting chunks and grade spans
+    recomputed from the parsed context; relation answers balanced within each context (both orders
+    of every pair), so the yes/no prior cannot pay; the first row is the one-question example."""
+    spec = RecordsSpec(ask_pairs=3, ask_all_ops=True)
+    for sub, per in (("relation", 6), ("aggregate", 3)):
+        rows = records.generate(spec, "train", 4, 512, None, 3, tiny_tokenizer, subtask=sub)
+        plain = records.generate(SPEC, "train", 4, 512, None, 3, tiny_tokenizer, subtask=sub)
+        assert [r.question for r in rows if "/ask" not in r.id] == [r.question for r in plain]
+        by_ctx: dict = {}
+        for e in rows:
+            by_ctx.setdefault(tuple(e.context), []).append(e)
+        assert len(by_ctx) == 4 and all(len(v) == per for v in by_ctx.values())
+        for ctx, es in by_ctx.items():
+            recs = parse(ctx)
+            assert len({e.question for e in es}) == per
+            for e in es:
+                want, ids = expected(e.question, recs)
+                assert e.answer == want
+                chunks = [next(i for i, r in enumerate(recs) if r["id"] == x) for x in ids]
+                assert sorted(chunks) == sorted(e.supporting_chunks)
+                grades = {str(recs[c]["grade"]) for c in chunks}
+                assert {ctx[s["chunk"]][s["start"]:s["end"]] for s in e.answer_spans} == grades
+            if sub == "relation":
+                assert sum(e.answer == "yes" for e in es) == per // 2
+    (t,) = records.generate(spec, "test", 1, 512, 0.5, 3, tiny_tokenizer, subtask="relation")
+    assert not t.extra["others"]  # the test asks what the benchmark asks, one question per context
+
+
+def test_aggregate_ops_restrict_the_question(tiny_tokenizer):
+    spec = RecordsSpec(aggregate_ops=["max"])
+    assert all("highest" in e.question
+               for e in records.generate(spec, "val", 8, 512, None, 4, tiny_tokenizer, subtask="aggregate"))

@@ -38,6 +38,19 @@ def field_text(r: dict, f: str) -> str:
     return f"{r['school']} College" if f == "school" else str(r[f])
 
 
+def aggregate_question(op: str, group: str, grades: list[int]) -> tuple[str, str]:
+    if op == "max":
+        return f"What is the highest grade among {group}?", str(max(grades))
+    if op == "min":
+        return f"What is the lowest grade among {group}?", str(min(grades))
+    return f"What is the average grade of {group}, rounded to one decimal place?", average_text(grades)
+
+
+def relation_question(a: dict, b: dict) -> tuple[str, str]:
+    return (f"Is the grade of the student with ID {a['id']} higher than the grade of the student with ID "
+            f"{b['id']}?", "yes" if a["grade"] > b["grade"] else "no")
+
+
 def average_text(grades: list[int]) -> str:
     """Mean rounded half-up to one decimal (no binary-float surprises)."""
     return str((Decimal(sum(grades)) / Decimal(len(grades))).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
@@ -93,9 +106,7 @@ def generate(spec: RecordsSpec, split: str, n: int, target_tokens: int, depth: f
             while b["grade"] == a["grade"]:
                 b["grade"] = rng.randint(50, 100)
             rel = [a, b]
-            question = (f"Is the grade of the student with ID {a['id']} higher than the grade of the "
-                        f"student with ID {b['id']}?")
-            answer = "yes" if a["grade"] > b["grade"] else "no"
+            question, answer = relation_question(a, b)
         elif sub == "aggregate":
             key = rng.choice(("major", "school", "year"))
             g = rng.choice({"major": maker.majors, "school": maker.schools, "year": YEARS}[key])
@@ -104,16 +115,10 @@ def generate(spec: RecordsSpec, split: str, n: int, target_tokens: int, depth: f
             while len(rel) > 2 and sum(counter.many([render(r) for r in rel])) > target_tokens // 2:
                 rel.pop()
             avoid = (key, g)
-            op = rng.choice(("max", "min", "average"))
+            op = rng.choice(tuple(spec.aggregate_ops))
             group = GROUP_PHRASE[key].format(g=g)
             grades = [r["grade"] for r in rel]
-            if op == "max":
-                question, answer = f"What is the highest grade among {group}?", str(max(grades))
-            elif op == "min":
-                question, answer = f"What is the lowest grade among {group}?", str(min(grades))
-            else:
-                question = f"What is the average grade of {group}, rounded to one decimal place?"
-                answer = average_text(grades)
+            question, answer = aggregate_question(op, group, grades)
         else:
             raise ValueError(f"unknown records subtask {sub!r}")
         rendered = [render_spans(r) for r in rel]
@@ -169,6 +174,9 @@ def generate(spec: RecordsSpec, split: str, n: int, target_tokens: int, depth: f
                         question=f"What is the {g} of the student with ID {r['id']}?", answer=field_text(r, g),
                         supporting_facts=[text], supporting_chunks=[c], fact_spans=[span(c, 0, len(text))],
                         answer_spans=[span(c, a, b) for a, b in where[g]], depths=[starts[c] / total]))
+        if split != "test" and ((sub == "relation" and spec.ask_pairs) or (sub == "aggregate" and spec.ask_all_ops)):
+            others += _more_questions(spec, sub, rel, slots, rendered, distract_recs, n_total, starts, total, s,
+                                      question, group if sub == "aggregate" else None)
         return dict(
             context=chunks, question=question, answer_prefix="", answer=answer,
             supporting_facts=[rel_texts[i] for i in order],
@@ -181,3 +189,49 @@ def generate(spec: RecordsSpec, split: str, n: int, target_tokens: int, depth: f
 
     exs = run(TASK, build, spec.subtasks, split, n, target_tokens, depth, seed, counter, subtask, start)
     return with_siblings(exs)  # records/recall with ask_records (train/val): every field asked
+
+
+def _more_questions(spec: RecordsSpec, sub: str, rel: list[dict], slots: list[int], rendered: list, distract_recs:
+                    list[dict], n_total: int, starts: list[int], total: int, s: int, asked: str,
+                    group: str | None) -> list[dict]:
+    """Sibling questions of a relation / aggregate context (train/val): the gold pair reversed and
+    ask_pairs - 1 pairs of distractors, each both ways; or the group under every other operation.
+    A separate rng keeps the example itself identical to the one a single question gets."""
+    def row(question, answer, recs):  # recs: (record text, where its fields are, chunk) of the facts read
+        return dict(question=question, answer=answer, supporting_facts=[t for t, _, _ in recs],
+                    supporting_chunks=[c for _, _, c in recs],
+                    fact_spans=[span(c, 0, len(t)) for t, _, c in recs],
+                    answer_spans=[span(c, a, b) for _, w, c in recs for a, b in w["grade"]],
+                    depths=[starts[c] / total for _, _, c in recs])
+
+    gold = [(t, w, c) for (t, w), c in zip(rendered, slots)]
+    out = []
+    if sub == "aggregate":
+        grades = [r["grade"] for r in rel]
+        for op in spec.aggregate_ops:
+            q, a = aggregate_question(op, group, grades)
+            if q != asked:
+                out.append(row(q, a, gold))
+        return out
+    a, b = rel
+    q, ans = relation_question(b, a)
+    out.append(row(q, ans, gold[::-1]))
+    free = [c for c in range(n_total) if c not in set(slots)]  # distract_recs[j] sits in chunk free[j]
+    rng = random.Random(stable_seed(s, "ask_pairs"))
+    order = rng.sample(range(len(distract_recs)), len(distract_recs))
+    pairs, used = [], set()
+    for i in order:  # disjoint pairs with different grades, so every answer is defined
+        if len(pairs) >= spec.ask_pairs - 1:
+            break
+        if i in used:
+            continue
+        j = next((j for j in order if j != i and j not in used
+                  and distract_recs[j]["grade"] != distract_recs[i]["grade"]), None)
+        if j is not None:
+            used |= {i, j}
+            pairs.append((i, j))
+    for pair in pairs:
+        for i, j in (pair, pair[::-1]):
+            q, ans = relation_question(distract_recs[i], distract_recs[j])
+            out.append(row(q, ans, [(*render_spans(distract_recs[k]), free[k]) for k in (i, j)]))
+    return out

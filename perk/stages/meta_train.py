@@ -19,13 +19,20 @@ def _bundle(p: Params, tok):
     if not p.model.frozen_base and p.meta_train.freeze_embeddings:
         # learned tied embeddings: freezes the output head too; a frozen random code is frozen already
         bundle.lm.get_input_embeddings().weight.requires_grad_(False)
+    if p.meta_train.init_from:
+        init = Path(p.meta_train.init_from)
+        if not init.is_file():
+            raise FileNotFoundError(f"meta_train.init_from: no such file {init} (expected the perk.safetensors "
+                                    "an earlier meta-train wrote)")
+        bundle.load(init)
     return bundle.to(distributed.device())
 
 
 def fingerprint(p: Params) -> str:
     """What a meta-trained PERK is a function of (its checkpoints resume only on a match)."""
     return common.fingerprint(p, "seed", "model", "lora", "inner", "meta_train", "synth",
-                              files=(common.base_path(p), common.net_path(p), common.tokenizer_file(p)))
+                              files=(common.base_path(p), common.net_path(p), common.tokenizer_file(p))
+                              + ((Path(p.meta_train.init_from),) if p.meta_train.init_from else ()))
 
 
 def meta_train(p: Params, progress: bool = True) -> Path:
