@@ -519,7 +519,9 @@ class MetaTrainConfig(TrainLoopConfig):
     init_from: str | None = Field(
         None, description="start from an earlier meta-train's perk.safetensors (LoRA init, step sizes, weighting "
         "net and the trained base weights) instead of the pretrained base alone: the second stage of a "
-        "curriculum (e.g. 4-fact stories, then 8). Same model and lora settings and the same pretrained base")
+        "curriculum (e.g. 4-fact stories, then 8). Same model and lora settings and the same pretrained base. The "
+        "divergence guard compares with the first step's loss, already low from a trained start: raise "
+        "divergence_factor (experiments/REASONING.md run Q2_4 tripped it at 10x)")
 
 
 class BaselineConfig(TrainLoopConfig):
