@@ -1,7 +1,7 @@
 """Validation EM (greedy answers, the test's scoring) of a finished run's PERK and baseline on any
 tasks: the figure settings are selected by (test sets are for the final tables only).
 Run in the run's project dir, with that run's overrides and optionally --cell NAME:
-   PYTHONPATH=$PWD python experiments/val_em.py [--cell NAME] [--tasks a/b,c/d] [--n 64] [key=value ...]"""
+   PYTHONPATH=$PWD python experiments/val_em.py [--cell NAME] [--tasks a/b,c/d] [--n 64] [--first] [key=value ...]"""
 import argparse
 import json
 import time
@@ -18,6 +18,8 @@ ap.add_argument("--cell")
 ap.add_argument("--tasks", help="comma-separated (default: the run's meta_train.task)")
 ap.add_argument("--n", type=int, default=64, help="validation questions per task")
 ap.add_argument("--methods", default="perk,baseline")
+ap.add_argument("--first", action="store_true", help="only each context's own question (no ask_* siblings): "
+                "what the test asks, so runs that asked more questions in training compare on one footing")
 ap.add_argument("overrides", nargs="*")
 a = ap.parse_args()
 p = load_params("params.yaml", a.overrides, cell=a.cell)
@@ -32,7 +34,7 @@ if "baseline" in a.methods:
                                          torch.device("cpu"))
 out = {}
 for task in (a.tasks.split(",") if a.tasks else [p.meta_train.task]):
-    rows = common.rows(p, task, "val")[:a.n]
+    rows = [r for r in common.rows(p, task, "val") if not (a.first and "/ask" in r["id"])][:a.n]
     for method, ans in answer.items():
         t0 = time.time()
         preds = [ans(r)[0] for r in rows]
