@@ -13,17 +13,17 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-ROWS = ("perk", "baseline", "perk_no_inner", "perk_wrong_context")
 runs = dict(a.split("=") for a in sys.argv[1:])
 out = {}
 for sub, name in runs.items():
     d = Path("/tmp/perk_runs") / name
-    acc = {}
+    acc, tasks = {}, set()
     for r in csv.DictReader(open(d / "data/eval/accuracy.csv")):
         acc.setdefault(r["method"], {})[r["length"]] = [float(r["acc"]), float(r["lo"]), float(r["hi"])]
+        tasks.add(r["task"])
     db = sqlite3.connect(d / "mlruns/mlflow.db")
     ids = {n: u for u, n in db.execute("select run_uuid, name from runs where status='FINISHED' order by start_time")}
-    out[sub] = {"run": name, "task": next(iter({r["task"] for r in csv.DictReader(open(d / "data/eval/accuracy.csv"))})),
+    out[sub] = {"run": name, "task": tasks.pop(),
                 "accuracy": acc, "mlflow": {k: v for k, v in ids.items() if k != "synth"}}
 Path("docs").mkdir(exist_ok=True)
 Path("docs/reasoning.json").write_text(json.dumps(out, indent=1) + "\n")
