@@ -442,7 +442,7 @@ class TrainLoopConfig(Section):
     eval_every: int = Field(100, ge=1)
     eval_examples: int = Field(64, ge=1)
     divergence_factor: float = Field(10.0, ge=0, description="stop with an error naming the step when the "
-                                     "loss exceeds this multiple of its first-step value (0: off)")
+                                     "loss exceeds this multiple of its start, the mean of the first 10 steps' losses (0: off)")
     out_dir: str = "data/train"
 
     @field_validator("task")
@@ -519,9 +519,7 @@ class MetaTrainConfig(TrainLoopConfig):
     init_from: str | None = Field(
         None, description="start from an earlier meta-train's perk.safetensors (LoRA init, step sizes, weighting "
         "net and the trained base weights) instead of the pretrained base alone: the second stage of a "
-        "curriculum (e.g. 4-fact stories, then 8). Same model and lora settings and the same pretrained base. The "
-        "divergence guard compares with the first step's loss, already low from a trained start: raise "
-        "divergence_factor (experiments/REASONING.md run Q2_4 tripped it at 10x)")
+        "curriculum (e.g. 4-fact stories, then 8). Same model and lora settings and the same pretrained base.")
 
 
 class BaselineConfig(TrainLoopConfig):

@@ -55,7 +55,7 @@ def run(modules: dict[str, torch.nn.Module], param_groups: list[dict], cfg: Trai
     found, state = checkpoint.newest_intact(ckpt_dir, fingerprint, desc, writer=distributed.is_main())
     guard = DivergenceGuard(desc, cfg.divergence_factor)
     if found is not None:
-        guard.start = state.get("loss_start")
+        guard.restore(state.get("loss_start"))
         for name, mod in modules.items():
             mod.load_state_dict(state["modules"][name])
         opt.load_state_dict(state["optim"])
@@ -103,6 +103,6 @@ def run(modules: dict[str, torch.nn.Module], param_groups: list[dict], cfg: Trai
                 "step": done, "modules": {n: m.state_dict() for n, m in modules.items()},
                 "optim": opt.state_dict(), "sched": sched.state_dict(),
                 "rng": checkpoint.rng_state(), "last": last, "fingerprint": fingerprint,
-                "loss_start": guard.start})
+                "loss_start": guard.state()})
             checkpoint.prune(ckpt_dir, keep=2)
     return last

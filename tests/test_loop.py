@@ -83,10 +83,10 @@ def test_checkpoints_of_other_inputs_are_not_resumed(tmp_path, capsys):
     assert "other params/data" in capsys.readouterr().out
 
 
-def _diverging(tmp_path, losses, factor=10.0, steps=6):
+def _diverging(tmp_path, losses, factor=10.0):
     torch.manual_seed(0)
     model = torch.nn.Linear(2, 1)
-    cfg = TrainLoopConfig(steps=steps, checkpoint_every=2, eval_every=100, divergence_factor=factor)
+    cfg = TrainLoopConfig(steps=len(losses), checkpoint_every=2, eval_every=100, divergence_factor=factor)
 
     def step_fn(step):
         model(torch.ones(1, 2)).sum().backward()
@@ -96,22 +96,46 @@ def _diverging(tmp_path, losses, factor=10.0, steps=6):
 
 
 def test_divergence_guard_names_the_step(tmp_path):
-    from perk.divergence import TrainingDiverged
+    from perk.divergence import WINDOW, TrainingDiverged
 
+    assert WINDOW == 10
     with pytest.raises(TrainingDiverged, match=r"meta-train: loss is nan at step 4: training diverged"):
         _diverging(tmp_path / "a", [2.0, 1.5, 1.2, float("nan"), 1.0, 1.0])
-    with pytest.raises(TrainingDiverged, match=r"loss 25 at step 3 is over 10x its start \(2\)"):
-        _diverging(tmp_path / "b", [2.0, 5.0, 25.0, 1.0, 1.0, 1.0])
+    ten = [2.0, 1.0] * 5  # mean 1.5
+    with pytest.raises(TrainingDiverged, match=r"loss 16 at step 12 is over 10x its start \(1\.5, the mean of "
+                                               r"the first 10 steps' losses\)"):
+        _diverging(tmp_path / "b", ten + [14.0, 16.0, 1.0])
     assert isinstance(TrainingDiverged("x"), ValueError)  # the CLI exits 2; the flow does not retry it
-    _diverging(tmp_path / "c", [2.0, 5.0, 25.0, 1.0, 1.0, 1.0], factor=0)  # 0: the ratio check is off
+    _diverging(tmp_path / "c", ten + [14.0, 16.0, 1.0], factor=0)  # 0: the ratio check is off
+
+
+def test_divergence_reference_is_not_one_lucky_step(tmp_path):
+    from perk.divergence import TrainingDiverged
+
+    # one episode per meta-train step: a lucky first loss (0.1) is not the reference; against it the
+    # ordinary losses after it (1-1.8) would be over 10x (experiments/REASONING.md run Q2_4)
+    episodes = [0.1, 1.5, 1.2, 1.8, 1.0, 0.4, 1.6, 1.1, 0.9, 1.3]
+    _diverging(tmp_path / "a", episodes + [1.8, 1.7, 1.5])
+    with pytest.raises(TrainingDiverged, match="at step 11"):  # 20x the ordinary loss still stops it
+        _diverging(tmp_path / "b", episodes + [25.0])
 
 
 def test_divergence_reference_survives_a_resume(tmp_path):
     from perk.divergence import TrainingDiverged
 
-    losses = [2.0, 3.0, 1.0, 1.0, 25.0, 1.0]
-    with pytest.raises(TrainingDiverged, match="at step 5"):
+    losses = [2.0, 3.0, 1.0, 1.0, 2.0, 3.0, 1.0, 1.0, 2.0, 3.0, 1.0, 1.0, 25.0, 1.0]  # first ten: mean 1.9
+    with pytest.raises(TrainingDiverged, match="at step 5"):  # killed inside the window (checkpoint at step 4)
         _diverging(tmp_path, losses[:4] + [float("inf")] + losses[5:])
-    # resumed from the step-4 checkpoint: the start is still 2.0 (not step 5's loss), so 25 is caught
-    with pytest.raises(TrainingDiverged, match=r"loss 25 at step 5 is over 10x its start \(2\)"):
+    # resumed from the step-4 checkpoint: its four losses are kept and the window fills as uninterrupted
+    with pytest.raises(TrainingDiverged, match=r"loss 25 at step 13 is over 10x its start \(1\.9,"):
         _diverging(tmp_path, losses)
+
+
+def test_divergence_guard_reads_an_older_checkpoint():
+    from perk.divergence import DivergenceGuard
+
+    guard = DivergenceGuard("t", 10.0)
+    guard.restore(0.5)  # checkpoints before the window saved the first step's loss as a float
+    assert guard.start == 0.5 and len(guard.state()) == 10
+    guard.restore([1.0, 3.0])
+    assert guard.start == 2.0 and guard.state() == [1.0, 3.0]
