@@ -16,6 +16,9 @@ from .config import ConfigError, Params, _set_dotted
 
 MATRIX_STAGES = ("pretrain", "meta-train", "baseline", "evaluate")  # the chain a cell repeats (CLI --cell, dvc.yaml)
 STAGE_DIRS = {"pretrain": "pretrain", "meta_train": "meta_train", "baseline": "baseline", "evaluate": "eval"}
+# Sections whose stage runs once for every cell: a cell's value would enter its fingerprints but not
+# its data (one synth for all cells), a silent no-op, so it is refused.
+SHARED = ("tokenizer", "synth", "imports", "profile", "capacity", "position", "position_dir")
 
 
 def cell_overrides(p: Params, name: str) -> dict[str, Any]:
@@ -30,6 +33,9 @@ def cell_overrides(p: Params, name: str) -> dict[str, Any]:
     for key, value in cell.set.items():
         if key.split(".")[0] in ("matrix", "cell", "matrix_dir") or key.endswith(".out_dir"):
             raise ConfigError(f"matrix.{name}.set: {key!r} cannot be set per cell (the cell decides it)")
+        if key.split(".")[0] in SHARED:
+            raise ConfigError(f"matrix.{name}.set: {key!r} cannot be set per cell: the {key.split('.')[0]} stage "
+                              "runs once for every cell; set it at the top level (or in a profile of its own)")
         out[key] = value
     return out
 

@@ -38,6 +38,9 @@ def test_a_cell_sets_task_dirs_and_its_overrides_only(tmp_path):
     ({"a": {"task": "needle/foo"}}, None, "unknown task 'needle/foo'; needle defines"),
     ({"a": {"task": "needle/single", "set": {"meta_train.stepz": 1}}}, "a", "meta_train.stepz: unknown key"),
     ({"a": {"task": "needle/single", "set": {"meta_train.out_dir": "x"}}}, "a", "cannot be set per cell"),
+    ({"a": {"task": "needle/single", "set": {"synth.tasks.needle.num_keys": 8}}}, "a",
+     "'synth.tasks.needle.num_keys' cannot be set per cell: the synth stage runs once for every cell"),
+    ({"a": {"task": "needle/single", "set": {"tokenizer.vocab_size": 8}}}, "a", "the tokenizer stage runs once"),
 ])
 def test_bad_cells_fail_at_load_naming_the_problem(tmp_path, cells, cell, needle):
     with pytest.raises(ConfigError, match=needle.replace("(", r"\(")):
