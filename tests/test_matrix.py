@@ -52,3 +52,37 @@ def test_the_cli_names_a_missing_cell_and_exits_2(tmp_path):
     r = subprocess.run([sys.executable, "-m", "perk.cli", "meta-train", "--params", str(f), "--cell", "qa1"],
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 2 and "--cell 'qa1': no such cell; cells: babilong-qa1" in r.stderr, r.stderr
+
+
+def test_the_shipped_reasoning_profile_runs_the_four_subtasks_with_the_logged_recipe():
+    """profiles/tiny/reasoning.yaml (issue #14): one cell per reasoning subtask, each on REASONING.md's
+    common settings (experiments/fam_args.sh: 2,000 train contexts per subtask, pretrain 400 steps
+    without the recall text, 500 meta-train steps), tested at 1x and 8x with 50 questions per length."""
+    root = Path(__file__).resolve().parents[1]
+    path = root / "profiles" / "tiny" / "reasoning.yaml"
+    p = load_params(path)
+    tasks = {"babilong-qa2": "babilong/qa2", "babilong-qa3": "babilong/qa3",
+             "records-relation": "records/relation", "records-aggregate": "records/aggregate"}
+    assert {name: cell.task for name, cell in p.matrix.items()} == tasks
+    for fam in ("babilong", "records"):
+        spec = getattr(p.synth.tasks, fam)
+        assert spec.n_train // len(spec.subtasks) == 2000 and spec.n_val // len(spec.subtasks) == 64
+        assert spec.eval_lengths == [spec.train_lengths[0], 8 * spec.train_lengths[0]]
+        assert spec.n_test * len(spec.depths) == 50
+    assert p.synth.tasks.babilong.ask_all and p.synth.tasks.records.ask_all_ops
+    for name, task in tasks.items():
+        c = load_params(path, cell=name)
+        assert (c.pretrain.steps, c.pretrain.recall, c.meta_train.steps) == (400, False, 500)
+        assert c.meta_train.task == c.baseline.task == task and c.evaluate.tasks == [task]
+        assert set(c.evaluate.controls) == {"no_inner", "wrong_context"} and c.evaluate.per_cell == 10
+
+
+def test_the_reasoning_profile_differs_from_params_yaml_only_where_it_says():
+    """Its header says only the babilong and records synth settings and `matrix:` differ: a default
+    changed in params.yaml must reach the profile too, or this fails naming the section."""
+    root = Path(__file__).resolve().parents[1]
+    prof = load_params(root / "profiles" / "tiny" / "reasoning.yaml").model_dump()
+    base = load_params(root / "params.yaml").model_dump()
+    for tree in (prof, base):
+        tree["synth"]["tasks"].pop("babilong"), tree["synth"]["tasks"].pop("records"), tree.pop("matrix")
+    assert {k: v for k, v in prof.items() if base.get(k) != v} == {}
