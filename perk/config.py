@@ -516,6 +516,9 @@ class MetaTrainConfig(TrainLoopConfig):
     question_order: Literal["file", "nearest"] = Field(
         "file", description="which questions max_questions keeps: the context's first ones, or the gold "
         "document's and those of the documents nearest it (the position protocol's trained band)")
+    shuffle_index: bool = Field(False, description="training only: each context's \"Document i:\" indices are a "
+                                "random permutation of 1..n (fixed per context), so the index says nothing about "
+                                "a document's place (experiments/POSITION.md P5); test and validation number 1..n")
     init_from: str | None = Field(
         None, description="start from an earlier meta-train's perk.safetensors (LoRA init, step sizes, weighting "
         "net and the trained base weights) instead of the pretrained base alone: the second stage of a "

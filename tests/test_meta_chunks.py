@@ -33,3 +33,24 @@ def test_prefix_mask_and_support_spans(tok):
     full = chunk_batch(tok, [fact], supports=[[(0, len(fact))]])
     # every body token but a lone leading space (which belongs to no word) is supporting
     assert full["loss_mask"].sum() - 1 <= full["support_mask"].sum() <= full["loss_mask"].sum()
+
+
+def test_shuffled_document_indices_are_a_fixed_permutation_per_context(tok):
+    """meta_train.shuffle_index (POSITION.md P5): training numbers a context's chunks by a permutation
+    of 1..n drawn per context, the same one on every build (resume); by default 1..n in order."""
+    from perk.meta.trainer import make_episodes
+
+    def heads(ep):
+        return [tok.decode(row.tolist()).replace(" ", "").split(":")[0] for row in ep.chunks["input_ids"]]
+
+    rows = [{"id": f"r{k}", "context": [f"The cat sat {j}." for j in range(8)], "question": "Where?",
+             "answer": "mat", "answer_spans": [], "fact_spans": []} for k in range(3)]
+    rows = [dict(r, context=[f"{c} {r['id']}" for c in r["context"]]) for r in rows]  # three contexts
+    plain = make_episodes(rows, tok)
+    assert [heads(ep) for ep in plain] == [[f"Document{i}" for i in range(1, 9)]] * 3
+    shuffled = make_episodes(rows, tok, shuffle_index=True)
+    again = make_episodes(rows, tok, shuffle_index=True)
+    perms = [heads(ep) for ep in shuffled]
+    assert perms == [heads(ep) for ep in again]
+    assert all(sorted(p, key=lambda h: int(h[len("Document"):])) == heads(plain[0]) for p in perms)
+    assert len({tuple(p) for p in perms}) > 1 and all(p != heads(plain[0]) for p in perms)

@@ -43,8 +43,10 @@ class Encoded:
 
 
 def chunk_batch(tokenizer, chunks: list[str], supports: list[list[tuple[int, int]]] | None = None,
-                prefix: str = "Document {i}:", chunk_len: int | None = None) -> dict[str, torch.Tensor]:
-    """Tokenise chunks as "Document {i}: <text>", pad right. loss_mask excludes prefix and padding.
+                prefix: str = "Document {i}:", chunk_len: int | None = None,
+                indices: list[int] | None = None) -> dict[str, torch.Tensor]:
+    """Tokenise chunks as "Document {i}: <text>" (i = 1, 2, ... or the given `indices`), pad right.
+    loss_mask excludes prefix and padding.
 
     `supports` (optional, per chunk) are character spans of supporting facts in the chunk text;
     they become `support_mask` (1 on target tokens inside a span) for the weighting net's
@@ -52,7 +54,7 @@ def chunk_batch(tokenizer, chunks: list[str], supports: list[list[tuple[int, int
     """
     rows, lmask, smask = [], [], []
     for i, text in enumerate(chunks):
-        head = tokenizer(prefix.format(i=i + 1), add_special_tokens=False)["input_ids"]
+        head = tokenizer(prefix.format(i=indices[i] if indices else i + 1), add_special_tokens=False)["input_ids"]
         enc = tokenizer(" " + text, add_special_tokens=False, return_offsets_mapping=supports is not None)
         body = enc["input_ids"]
         rows.append(head + body)

@@ -9,6 +9,8 @@ time it picks the facts out of the haystack with no labels.
 """
 from __future__ import annotations
 
+import random
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -50,19 +52,23 @@ def support_spans(row: dict, mode: str) -> list[tuple[int, int, int]]:
 
 
 def make_episodes(rows: list[dict], tokenizer, span_mode: str = "answer", max_questions: int = 0,
-                  spans_of: str = "asked", order: str = "file") -> list[Episode]:
+                  spans_of: str = "asked", order: str = "file", shuffle_index: bool = False) -> list[Episode]:
     """Group rows by context: one encode serves every question about the same context. The
     weighting net's spans are the asked questions' (spans_of "asked") or every recorded question's
-    of the context ("context"), whatever max_questions keeps (the first ones in `order`)."""
+    of the context ("context"), whatever max_questions keeps (the first ones in `order`).
+    `shuffle_index`: the chunks' "Document i:" indices are a permutation of 1..n drawn per context
+    (seeded by its first row's id, so a resumed run builds the same episodes)."""
     episodes = []
     for ctx, rs in group_by_context(rows).items():
         asked = ordered_questions(rs, order)[:max_questions] if max_questions else rs
+        indices = random.Random(f"shuffle_index:{rs[0]['id']}").sample(range(1, len(ctx) + 1), len(ctx)) \
+            if shuffle_index else None
         spans: list[list[tuple[int, int]]] = [[] for _ in ctx]
         for r in (rs if spans_of == "context" else asked):
             for c, a, b in support_spans(r, span_mode):
                 spans[c].append((a, b))
         episodes.append(Episode(
-            id=asked[0]["id"], chunks=chunk_batch(tokenizer, list(ctx), supports=spans),
+            id=asked[0]["id"], chunks=chunk_batch(tokenizer, list(ctx), supports=spans, indices=indices),
             questions=qa_batch(tokenizer, [question_prompt(r) for r in asked], [answer_target(r) for r in asked])))
     return episodes
 

@@ -47,8 +47,9 @@ def meta_train(p: Params, progress: bool = True) -> Path:
     torch.manual_seed(p.seed)
     tok = common.tokenizer(p)
     train_eps = make_episodes(common.rows(p, cfg.task, "train"), tok, cfg.support_span, cfg.max_questions,
-                              cfg.spans_of, cfg.question_order)
-    # validation asks what training asks (max_questions), so selection sees the trained distribution
+                              cfg.spans_of, cfg.question_order, cfg.shuffle_index)
+    # validation asks what training asks (max_questions), so selection sees the trained distribution;
+    # its indices are 1..n as the test's are (shuffle_index is a training device)
     val_eps = make_episodes(common.rows(p, cfg.task, "val"), tok, cfg.support_span, cfg.max_questions,
                             order=cfg.question_order)[:cfg.eval_examples]
     distributed.init()  # under torchrun: join the group; only rank 0 tracks and writes (perk/distributed.py)
