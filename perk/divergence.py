@@ -6,8 +6,8 @@ first `WINDOW` steps' losses, not the first step's alone: meta-training has one 
 step, whose losses spread over an order of magnitude (0.1-1.8 on babilong), so one lucky first
 episode set a reference that ordinary later episodes exceeded 10x (experiments/REASONING.md run
 Q2_4). The ratio check starts once the window is full (a blow-up inside it shows as a non-finite
-loss, or is caught at the first step after it). window is saved in every checkpoint, so a resumed run judges against the same reference as an
-uninterrupted one.
+loss, or is caught at the first step after it). The window is saved in every checkpoint, so a
+resumed run judges against the same reference as an uninterrupted one.
 """
 from __future__ import annotations
 
