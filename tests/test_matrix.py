@@ -77,12 +77,20 @@ def test_the_shipped_reasoning_profile_runs_the_four_subtasks_with_the_logged_re
         assert set(c.evaluate.controls) == {"no_inner", "wrong_context"} and c.evaluate.per_cell == 10
 
 
-def test_the_reasoning_profile_differs_from_params_yaml_only_where_it_says():
-    """Its header says only the babilong and records synth settings and `matrix:` differ: a default
-    changed in params.yaml must reach the profile too, or this fails naming the section."""
+@pytest.mark.parametrize("profile,families,sections", [
+    ("position-retrieval.yaml", ["retrieval"], ["matrix", "position"]),
+    ("reasoning.yaml", ["babilong", "records"], ["matrix"]),
+])
+def test_a_shipped_profile_differs_from_params_yaml_only_where_it_says(profile, families, sections):
+    """Each profile's header names what differs from params.yaml (those families' synth settings and
+    the sections given): a default changed in params.yaml must reach the profile too, or this fails
+    naming the section."""
     root = Path(__file__).resolve().parents[1]
-    prof = load_params(root / "profiles" / "tiny" / "reasoning.yaml").model_dump()
+    prof = load_params(root / "profiles" / "tiny" / profile).model_dump()
     base = load_params(root / "params.yaml").model_dump()
     for tree in (prof, base):
-        tree["synth"]["tasks"].pop("babilong"), tree["synth"]["tasks"].pop("records"), tree.pop("matrix")
+        for fam in families:
+            tree["synth"]["tasks"].pop(fam)
+        for section in sections:
+            tree.pop(section)
     assert {k: v for k, v in prof.items() if base.get(k) != v} == {}

@@ -109,17 +109,3 @@ def test_the_shipped_retrieval_protocol_profile_trains_on_the_gold_question_only
         assert c.evaluate.only_lengths == c.synth.tasks.retrieval.train_lengths
         assert (c.meta_train.max_questions, c.meta_train.spans_of, c.baseline.max_questions) == (4, "context", 4)
         assert c.meta_train.question_order == c.baseline.question_order == "nearest"
-
-
-def test_the_protocol_profile_differs_from_params_yaml_only_where_it_says():
-    """Its header says only the retrieval synth settings, `matrix:` and `position:` differ: a default
-    changed in params.yaml must reach the profile too, or this fails naming the section."""
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    prof = load_params(root / "profiles" / "tiny" / "position-retrieval.yaml").model_dump()
-    base = load_params(root / "params.yaml").model_dump()
-    for tree in (prof, base):
-        tree["synth"]["tasks"].pop("retrieval")
-        tree.pop("matrix"), tree.pop("position")
-    assert {k: v for k, v in prof.items() if base.get(k) != v} == {}
