@@ -1,34 +1,47 @@
 #!/usr/bin/env bash
-# The retrieval position-bias protocol (issue #14, experiments/POSITION.md), scripted: a clone of HEAD
-# in $DIR (default /tmp/pos-run) with profiles/tiny/position-retrieval.yaml as params.yaml, the stage
-# commands `dvc repro position@retrieval` runs (perk <stage> --cell NAME), in three one-thread chains
-# side by side instead of DVC's one serial chain, then `perk position`. (The measured P2 run launched
-# the same commands by hand: POSITION.md says how.)
+# The retrieval position-bias protocol (issue #14, experiments/POSITION.md), scripted on a clone of HEAD
+# in $DIR (default /tmp/pos-run) with profiles/tiny/position-retrieval.yaml as params.yaml.
+# `dvc repro position@retrieval` alone runs the four cell chains one after another (~2 h on 2 cores);
+# this runs the same stage commands (perk <stage> --cell NAME, as dvc.yaml writes them) four chains side
+# by side at one thread each, then `dvc commit` records their outputs in dvc.lock and `dvc repro
+# position@retrieval` runs the last stage; `dvc status` must then report everything up to date.
 #   experiments/position_retrieval.sh > experiments/logs/position_retrieval.log 2>&1
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 dir=${DIR:-/tmp/pos-run}
 rm -rf "$dir"; git clone -q "$here" "$dir"; cd "$dir"
 cp profiles/tiny/position-retrieval.yaml params.yaml
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH=$dir PERK_ROOT=$dir MLFLOW_DISABLE_TELEMETRY=true
+export PYTHONPATH=$dir PERK_ROOT=$dir MLFLOW_DISABLE_TELEMETRY=true  # this clone's code and mlruns
 py=${PERK_PYTHON:-$here/.venv/bin/python}
-stage() {  # stage NAME CELL...: one stage of each cell in turn, timed
+dvc=${PERK_DVC:-$here/.venv/bin/dvc}
+cells=(retrieval-first retrieval-middle retrieval-last retrieval-random)
+stage() {  # stage NAME CELL...: one stage of each cell in turn, timed, its log in experiments/logs
   local st=$1; shift
   for cell in "$@"; do
-    until [ -f "data/matrix/$cell/pretrain/info.json" ] || [ "$st" = pretrain ]; do sleep 30; done
     local t0; t0=$(date +%s)
-    "$py" -m perk.cli "$st" --no-progress --cell "$cell"
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$py" -m perk.cli "$st" --no-progress --cell "$cell" \
+      > "$here/experiments/logs/$(basename "$dir")_${st}_$cell.log" 2>&1
     echo "STAGE $st@$cell $(( $(date +%s) - t0 )) s"
   done
 }
-echo "RUN position_retrieval commit $(git rev-parse --short HEAD)"
-OMP_NUM_THREADS=2 "$py" -m perk.cli tokenizer --no-progress
-OMP_NUM_THREADS=2 "$py" -m perk.cli synth --no-progress
-( for c in retrieval-first retrieval-last; do stage pretrain $c; stage meta-train $c; done ) &
-( for c in retrieval-random retrieval-middle; do stage pretrain $c; stage meta-train $c; done ) &
-( stage baseline retrieval-first retrieval-random retrieval-last retrieval-middle ) &
+echo "RUN position_retrieval commit $(git rev-parse --short HEAD) $(date -u +%FT%TZ)"
+PATH=$here/.venv/bin:$PATH "$dvc" repro tokenizer synth import
+"$py" -c "import mlflow; from perk import tracking; mlflow.set_tracking_uri(tracking.tracking_uri()); mlflow.search_experiments()" \
+  2>/dev/null || true  # create the MLflow store once: side-by-side first runs race on its schema migration
+for cell in "${cells[@]}"; do
+  ( stage pretrain "$cell"; stage meta-train "$cell"
+    # evaluate reads the cell's baseline too: wait for it (run.json is the baseline stage's last write)
+    until [ -f "data/matrix/$cell/baseline/run.json" ]; do sleep 30; done
+    stage evaluate "$cell" ) &
+done
+( for cell in "${cells[@]}"; do
+    until [ -f "data/matrix/$cell/pretrain/info.json" ]; do sleep 30; done
+    stage baseline "$cell"
+  done ) &
 wait
-( stage evaluate retrieval-first retrieval-last ) & ( stage evaluate retrieval-random retrieval-middle ) &
-wait
-"$py" -m perk.cli position --no-progress
+for cell in "${cells[@]}"; do [ -f "data/matrix/$cell/eval/metrics.json" ] || { echo "cell $cell did not finish"; exit 1; }; done
+export PATH=$here/.venv/bin:$PATH
+"$dvc" commit -f -d position@retrieval  # record the side-by-side outputs as the stages' own
+"$dvc" repro position@retrieval
+"$dvc" status
 cat data/position/retrieval/matrix.md
