@@ -62,7 +62,32 @@ def setup() -> str:
     uri = tracking_uri()
     tracking_guard.check_reachable(uri)  # a dead server fails here, before any stage work
     mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:///") and ":memory:" not in uri and uri not in _READY:
+        _create_store(uri)
     return uri
+
+
+# sqlite stores this process has opened (mlflow caches the store object per URI after that)
+_READY: set[str] = set()
+
+
+def _create_store(uri: str) -> None:
+    """Open (create, migrate) a local sqlite store under an exclusive file lock beside it.
+
+    Without the lock, stages started side by side on a fresh store (DVC cells in parallel, Prefect
+    workers on one machine) each run its schema migration at once and all of them fail in alembic
+    ("Online migration expected to match one row"); with it the first creates, the rest wait and
+    find it current.
+    """
+    import fcntl
+
+    import mlflow
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    with open(db.with_name(db.name + ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes
+        mlflow.search_experiments(max_results=1)
+    _READY.add(uri)
 
 
 def experiment_name(task: str | None) -> str:

@@ -1,5 +1,9 @@
 """perk.tracking against a throwaway sqlite store: params, tags, status, re-entrancy, artifacts."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from perk import tracking
@@ -94,3 +98,18 @@ def test_logging_outside_a_stage_call_invents_no_run(store):
     tracking.set_tags({"a": "b"})
     assert mlflow.active_run() is None
     assert not store.search_runs([e.experiment_id for e in store.search_experiments()])
+
+
+def test_side_by_side_first_runs_on_a_fresh_store_all_open_it(tmp_path):
+    # four processes opening one new sqlite store at once: without the file lock in tracking.setup
+    # all four failed in alembic's migration (measured), which broke parallel DVC cells / workers
+    code = ("from perk import tracking; import mlflow; tracking.setup(); "
+            "print(len(mlflow.search_experiments()))")
+    env = {**os.environ, "PERK_ROOT": str(tmp_path)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]
+    for rc, out, err in results:
+        assert rc == 0, err[-2000:]
+        assert out.strip() == "1"  # the store's Default experiment, created once
