@@ -99,6 +99,8 @@ def test_divergence_guard_names_the_step(tmp_path):
     from perk.divergence import WINDOW, TrainingDiverged
 
     assert WINDOW == 10
+    # the parameter's description states the window as a number (config.py does not import divergence.py)
+    assert f"the first {WINDOW} steps'" in TrainLoopConfig.model_fields["divergence_factor"].description
     with pytest.raises(TrainingDiverged, match=r"meta-train: loss is nan at step 4: training diverged"):
         _diverging(tmp_path / "a", [2.0, 1.5, 1.2, float("nan"), 1.0, 1.0])
     ten = [2.0, 1.0] * 5  # mean 1.5
