@@ -41,7 +41,8 @@ done
 wait
 for cell in "${cells[@]}"; do [ -f "data/matrix/$cell/eval/metrics.json" ] || { echo "cell $cell did not finish"; exit 1; }; done
 export PATH=$here/.venv/bin:$PATH
-"$dvc" commit -f -d position@retrieval  # record the side-by-side outputs as the stages' own
+# record the side-by-side outputs as the stages' own (position@retrieval itself has none yet: DVC runs it)
+"$dvc" commit -f -d "${cells[@]/#/matrix-evaluate@}"
 "$dvc" repro position@retrieval
-"$dvc" status
+"$dvc" status position@retrieval --with-deps  # "Data and pipelines are up to date."
 cat data/position/retrieval/matrix.md
