@@ -522,7 +522,9 @@ class MetaTrainConfig(TrainLoopConfig):
     init_from: str | None = Field(
         None, description="start from an earlier meta-train's perk.safetensors (LoRA init, step sizes, weighting "
         "net and the trained base weights) instead of the pretrained base alone: the second stage of a "
-        "curriculum (e.g. 4-fact stories, then 8). Same model and lora settings and the same pretrained base.")
+        "curriculum (e.g. 4-fact stories, then 8). Same model and lora settings and the same pretrained base. "
+        "Weights only: the optimizer starts afresh, and at a trained model's full lr that can diverge "
+        "(experiments/POSITION.md P8 continued at a quarter of it).")
 
 
 class BaselineConfig(TrainLoopConfig):
