@@ -34,8 +34,6 @@ open("params.yaml", "w").write(yaml.safe_dump(tree, sort_keys=False))
 PY
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH="$dst" PERK_ROOT="$dst" MLFLOW_DISABLE_TELEMETRY=true
 echo "RUN position_continue $src -> $dst +$steps steps: $* ${SET:-} (commit $(git rev-parse --short HEAD))"
-"$py" -c "import mlflow; from perk import tracking; mlflow.set_tracking_uri(tracking.tracking_uri()); mlflow.search_experiments()" \
-  2>/dev/null || true  # create the store once: side-by-side first runs race on its schema migration
 for cell in "$@"; do
   ( for st in meta-train evaluate; do
       t0=$(date +%s); "$py" -m perk.cli "$st" --no-progress --cell "$cell" > "$logs/${tag}_${st}_$cell.log" 2>&1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The retrieval position-bias protocol (issue #14, experiments/POSITION.md), scripted on a clone of HEAD
 # in $DIR (default /tmp/pos-run) with profiles/tiny/position-retrieval.yaml as params.yaml.
-# `dvc repro position@retrieval` alone runs the four cell chains one after another (~2 h on 2 cores);
+# `dvc repro position@retrieval` alone runs the four cell chains one after another;
 # this runs the same stage commands (perk <stage> --cell NAME, as dvc.yaml writes them) four chains side
 # by side at one thread each, then `dvc commit` records their outputs in dvc.lock and `dvc repro
 # position@retrieval` runs the last stage; `dvc status` must then report everything up to date.
@@ -12,8 +12,8 @@ dir=${DIR:-/tmp/pos-run}
 rm -rf "$dir"; git clone -q "$here" "$dir"; cd "$dir"
 cp profiles/tiny/position-retrieval.yaml params.yaml
 export PYTHONPATH=$dir PERK_ROOT=$dir MLFLOW_DISABLE_TELEMETRY=true  # this clone's code and mlruns
+export PATH=$here/.venv/bin:$PATH  # its dvc, and the `perk` that dvc.yaml's commands call
 py=${PERK_PYTHON:-$here/.venv/bin/python}
-dvc=${PERK_DVC:-$here/.venv/bin/dvc}
 cells=(retrieval-first retrieval-middle retrieval-last retrieval-random)
 stage() {  # stage NAME CELL...: one stage of each cell in turn, timed, its log in experiments/logs
   local st=$1; shift
@@ -25,9 +25,7 @@ stage() {  # stage NAME CELL...: one stage of each cell in turn, timed, its log 
   done
 }
 echo "RUN position_retrieval commit $(git rev-parse --short HEAD) $(date -u +%FT%TZ)"
-PATH=$here/.venv/bin:$PATH "$dvc" repro tokenizer synth import
-"$py" -c "import mlflow; from perk import tracking; mlflow.set_tracking_uri(tracking.tracking_uri()); mlflow.search_experiments()" \
-  2>/dev/null || true  # create the MLflow store once: side-by-side first runs race on its schema migration
+dvc repro tokenizer synth import  # (side-by-side first runs share one new MLflow store: tracking.setup locks it)
 for cell in "${cells[@]}"; do
   ( stage pretrain "$cell"; stage meta-train "$cell"
     # evaluate reads the cell's baseline too: wait for it (run.json is the baseline stage's last write)
@@ -40,9 +38,8 @@ done
   done ) &
 wait
 for cell in "${cells[@]}"; do [ -f "data/matrix/$cell/eval/metrics.json" ] || { echo "cell $cell did not finish"; exit 1; }; done
-export PATH=$here/.venv/bin:$PATH
 # record the side-by-side outputs as the stages' own (position@retrieval itself has none yet: DVC runs it)
-"$dvc" commit -f -d "${cells[@]/#/matrix-evaluate@}"
-"$dvc" repro position@retrieval
-"$dvc" status position@retrieval --with-deps  # "Data and pipelines are up to date."
+dvc commit -f -d "${cells[@]/#/matrix-evaluate@}"
+dvc repro position@retrieval
+dvc status position@retrieval --with-deps  # "Data and pipelines are up to date."
 cat data/position/retrieval/matrix.md

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # experiments/reasoning_baseline_sweep.sh LR... : the FT-ICR baseline of the reasoning profile's qa2 and qa3
-# cells at other learning rates (REASONING.md, "baseline sweep"): the default lr 1e-3 left it at chance
+# cells at other learning rates (REASONING.md, session 12): the default lr 1e-3 left it at chance
 # (val EM 3-9 %), and a baseline arm is only as good as its tuning. A clone of HEAD in $DIR (default
 # /tmp/rbl) with profiles/tiny/reasoning.yaml as params.yaml; tokenizer / synth / import by DVC; each
 # cell's base by its own stage command; then `perk baseline --cell CELL -P baseline.lr=LR` per LR, each
