@@ -24,7 +24,7 @@ class PerkBundle(torch.nn.Module):
         i = p.inner
         self.step_sizes = LearnedStepSizes(n, i.steps, i.lr_init, i.lr_min, i.lr_max)
         self.weight_net = TokenWeightNet(self.lm.config.hidden_size if hasattr(self.lm.config, "hidden_size")
-                                         else self.lm.config.n_embd)
+                                         else self.lm.config.n_embd, recency=i.recency)
         self.inner = i
 
     @property

@@ -381,6 +381,10 @@ class InnerConfig(Section):
     weight_gate: float = Field(0.0, ge=0, description="weighting net: a token whose weight is below this gets "
                                "weight 0 (0: off); the filler of a context then adds nothing to the inner "
                                "gradient however long the context, as when it was memorised in training")
+    recency: bool = Field(False, description="weighting net: also scale each token's weight by exp(b * x), x its "
+                          "place in the context (0 first token, 1 last) and b one meta-learned scalar starting at 0, "
+                          "so a later fact can outweigh an earlier one about the same thing (a person's last move: "
+                          "BABILong qa1); the net alone sees one chunk and cannot tell which fact is the last")
     grad_checkpointing: bool = False
     bounded_memory: bool = Field(False, description="meta-training memory independent of the context length: "
                                  "second-order steps keep no graph over the chunks, the outer backward recomputes "

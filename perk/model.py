@@ -217,13 +217,27 @@ class TokenWeightNet(nn.Module):
     the supporting-fact spans recorded in the training data.
     """
 
-    def __init__(self, hidden_size: int, width: int = 128, beta: float = 1.0):
+    RECENCY_SCALE = 5.0  # b = 5 * raw: Adam moves raw ~lr per step, too slow for b to matter in a few hundred steps
+
+    def __init__(self, hidden_size: int, width: int = 128, beta: float = 1.0, recency: bool = False):
         super().__init__()
         self.fc1 = nn.Linear(hidden_size, width)
         self.fc2 = nn.Linear(width, 1)
         self.beta = beta
         nn.init.zeros_(self.fc2.weight)
         nn.init.zeros_(self.fc2.bias)
+        # absent unless asked for, so artifacts trained without it load and save unchanged
+        self.recency = nn.Parameter(torch.zeros(())) if recency else None
+
+    def recency_factor(self, first_chunk: int, n_chunks: int, n_chunks_all: int, length: int) -> torch.Tensor | None:
+        """exp(b * x) for the predicted tokens (positions 1..length-1) of chunks first_chunk.. of a context
+        of n_chunks_all chunks; x = (chunk + position / length) / n_chunks_all in [0, 1). None when off."""
+        if self.recency is None:
+            return None
+        dev = self.recency.device
+        chunk = torch.arange(first_chunk, first_chunk + n_chunks, device=dev, dtype=self.recency.dtype)[:, None]
+        tok = torch.arange(1, length, device=dev, dtype=self.recency.dtype)[None, :] / length
+        return torch.exp(self.RECENCY_SCALE * self.recency * (chunk + tok) / n_chunks_all)
 
     def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.fc2(F.gelu(self.fc1(hidden.to(self.fc1.weight.dtype)))).squeeze(-1)  # bf16 base, fp32 net

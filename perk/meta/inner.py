@@ -137,6 +137,10 @@ def encode(model: nn.Module, chunks: dict[str, torch.Tensor], cfg: InnerConfig,
                 if cfg.weight_gate > 0:  # below the gate: not written at all (the weights' gradient is kept above it)
                     weights = weights * (weights.detach() >= cfg.weight_gate)
                 w = w * weights
+                rec = weight_net.recency_factor(sl.start or 0, ids[sl].shape[0], C, ids.shape[1]) \
+                    if hasattr(weight_net, "recency_factor") else None
+                if rec is not None:
+                    w = w * rec.to(w.dtype)
             return (w * ce).sum() / n_tok, logits
 
         bounded = None
