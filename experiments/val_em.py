@@ -1,7 +1,8 @@
 """Validation EM (greedy answers, the test's scoring) of a finished run's PERK and baseline on any
 tasks: the figure settings are selected by (test sets are for the final tables only).
 Run in the run's project dir, with that run's overrides and optionally --cell NAME:
-   PYTHONPATH=$PWD python experiments/val_em.py [--cell NAME] [--tasks a/b,c/d] [--n 64] [--first] [key=value ...]"""
+   PYTHONPATH=$PWD python experiments/val_em.py [--cell NAME] [--tasks a/b,c/d] [--n 64] [--first] [--dump] [key=value ...]
+--dump prints every answer (right?, answer, prediction, context tokens, depths), for reading the misses."""
 import argparse
 import json
 import time
@@ -20,6 +21,7 @@ ap.add_argument("--n", type=int, default=64, help="validation questions per task
 ap.add_argument("--methods", default="perk,baseline")
 ap.add_argument("--first", action="store_true", help="only each context's own question (no ask_* siblings): "
                 "what the test asks, so runs that asked more questions in training compare on one footing")
+ap.add_argument("--dump", action="store_true", help="print every answer, one line per question")
 ap.add_argument("overrides", nargs="*")
 a = ap.parse_args()
 p = load_params("params.yaml", a.overrides, cell=a.cell)
@@ -39,6 +41,10 @@ for task in (a.tasks.split(",") if a.tasks else [p.meta_train.task]):
         t0 = time.time()
         preds = [ans(r)[0] for r in rows]
         k = sum(exact_match(x, r["answer"]) for x, r in zip(preds, rows))
+        if a.dump:
+            for x, r in zip(preds, rows):
+                print(int(exact_match(x, r["answer"])), repr(r["answer"]), repr(x), r.get("context_tokens"),
+                      r.get("depths"), flush=True)
         lo, hi = wilson_interval(k, len(rows))
         out[f"{task} {method}"] = {"em": k / len(rows), "n": len(rows), "ci": [round(lo, 3), round(hi, 3)],
                                    "examples": [(x, r["answer"]) for x, r in zip(preds[:4], rows[:4])]}
