@@ -83,6 +83,10 @@ class NeedleSpec(TaskSpec):
     num_queries: int = Field(2, ge=1, le=16, description="keys asked at once for multiquery")
     ask_all_keys: bool = Field(True, description="train/val multikey: one row per key of each context "
                                "(same context, every key asked), so one encode serves num_keys questions")
+    value_order: Literal["context", "sorted"] = Field(
+        "context", description="multivalue's answer order: the values as the context holds them (RULER), or "
+        "`sorted` alphabetically, an order fixed by the values alone: chunks are encoded one by one, so where "
+        "each value sat is what the adapter stores least of")
 
     @classmethod
     def allowed_subtasks(cls) -> set[str]:

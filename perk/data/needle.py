@@ -62,6 +62,9 @@ def generate(spec: NeedleSpec, split: str, n: int, target_tokens: int, depth: fl
         hay = assemble(facts, positions, target_tokens, spec.chunk_tokens, bank, rng, counter,
                        what=f"needle/{sub}")
         in_order = [i for i in hay.order if i in set(asked)]
+        # the answer lists the values in context order or sorted; facts, spans and depths stay in context order
+        answer_order = sorted(in_order, key=lambda i: values[i]) \
+            if sub == "multivalue" and spec.value_order == "sorted" else in_order
         fact_spans = [span(c, a, a + len(f)) for f, c, a in zip(facts, hay.fact_chunks, hay.fact_chars)]
         value_spans = [[span(c, a + s0, a + e0) for s0, e0 in at]
                        for at, c, a in zip(value_at, hay.fact_chunks, hay.fact_chars)]
@@ -76,7 +79,7 @@ def generate(spec: NeedleSpec, split: str, n: int, target_tokens: int, depth: fl
             question, prefix = QUESTION.format(key=keys[0]), PREFIX.format(key=keys[0])
         return dict(
             context=hay.chunks, question=question, answer_prefix=prefix,
-            answer=", ".join(values[i] for i in in_order),
+            answer=", ".join(values[i] for i in answer_order),
             supporting_facts=[facts[i] for i in in_order],
             supporting_chunks=[hay.fact_chunks[i] for i in in_order],
             fact_spans=[fact_spans[i] for i in in_order],
