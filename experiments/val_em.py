@@ -2,6 +2,7 @@
 tasks: the figure settings are selected by (test sets are for the final tables only).
 Run in the run's project dir, with that run's overrides and optionally --cell NAME:
    PYTHONPATH=$PWD python experiments/val_em.py [--cell NAME] [--tasks a/b,c/d] [--n 64] [--first] [--dump] [key=value ...]
+A task with list answers also gets string_match_all (RULER multivalue's order-free metric).
 --dump prints every answer (right?, answer, prediction, context tokens, depths), for reading the misses."""
 import argparse
 import json
@@ -9,6 +10,7 @@ import time
 
 import torch
 
+from perk.benchmark_metrics import string_match_all
 from perk.config import load_params
 from perk.evaluate import perk_answerer, prompt_answerer
 from perk.scoring import exact_match, wilson_interval
@@ -50,4 +52,8 @@ for task in (a.tasks.split(",") if a.tasks else [p.meta_train.task]):
                                    "examples": [(x, r["answer"]) for x, r in zip(preds[:4], rows[:4])]}
         print(f"{task:22s} {method:8s} val EM {k:.0f}/{len(rows)} = {k / len(rows):.3f} [{lo:.2f}, {hi:.2f}] "
               f"({time.time() - t0:.0f} s) e.g. {out[f'{task} {method}']['examples'][:2]}", flush=True)
+        if any(", " in r["answer"] for r in rows):  # list answers: RULER's order-free metric beside EM
+            sma = sum(string_match_all(x, r["answer"].split(", ")) for x, r in zip(preds, rows)) / len(rows)
+            out[f"{task} {method}"]["string_match_all"] = sma
+            print(f"{task:22s} {method:8s} val string_match_all (each listed value found, any order) {sma:.3f}")
 print(json.dumps(out))
