@@ -87,9 +87,6 @@ class NeedleSpec(TaskSpec):
         "context", description="multivalue's answer order: the values as the context holds them (RULER), or "
         "`sorted` alphabetically, an order fixed by the values alone: chunks are encoded one by one, so where "
         "each value sat is what the adapter stores least of")
-    query_answer: Literal["values", "keyed"] = Field(
-        "values", description="multiquery's answer: the values (`v1, v2`), or `keyed` (`k1 is v1, k2 is v2`): each "
-        "value follows its own key as in its needle, so the model reads which key it answers next off its own answer")
 
     @classmethod
     def allowed_subtasks(cls) -> set[str]:

@@ -104,17 +104,3 @@ def test_multivalue_sorted_answer_order(tiny_tokenizer):
         assert b.answer == ", ".join(sorted(in_text))
         unsorted_seen |= in_text != sorted(in_text)
     assert unsorted_seen  # the check above could not pass by chance on already-sorted contexts
-
-
-def test_multiquery_keyed_answer(tiny_tokenizer):
-    """query_answer=keyed: the same contexts and question, the answer 'k1 is v1, k2 is v2' in the
-    question's key order, each pair as its needle states it."""
-    plain = needle.generate(SPEC, "val", 4, 512, None, 5, tiny_tokenizer, subtask="multiquery")
-    keyed = needle.generate(SPEC.model_copy(update={"query_answer": "keyed"}), "val", 4, 512, None, 5,
-                            tiny_tokenizer, subtask="multiquery")
-    for a, b in zip(plain, keyed):
-        assert (a.context, a.question, a.answer_prefix) == (b.context, b.question, b.answer_prefix)
-        asked = re.search(r"for (.+) mentioned", a.question).group(1).split(", ")
-        stated = dict(NEEDLE_RE.findall(" ".join(a.context)))
-        assert a.answer == ", ".join(stated[k] for k in asked)
-        assert b.answer == ", ".join(f"{k} is {stated[k]}" for k in asked)

@@ -79,8 +79,7 @@ def generate(spec: NeedleSpec, split: str, n: int, target_tokens: int, depth: fl
             question, prefix = QUESTION.format(key=keys[0]), PREFIX.format(key=keys[0])
         return dict(
             context=hay.chunks, question=question, answer_prefix=prefix,
-            answer=", ".join(f"{keys[i]} is {values[i]}" if sub == "multiquery" and spec.query_answer == "keyed"
-                             else values[i] for i in answer_order),
+            answer=", ".join(values[i] for i in answer_order),
             supporting_facts=[facts[i] for i in in_order],
             supporting_chunks=[hay.fact_chunks[i] for i in in_order],
             fact_spans=[fact_spans[i] for i in in_order],
