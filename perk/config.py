@@ -84,7 +84,8 @@ class NeedleSpec(TaskSpec):
     ask_all_keys: bool = Field(True, description="train/val multikey: one row per key of each context "
                                "(same context, every key asked), so one encode serves num_keys questions")
     value_order: Literal["context", "sorted"] = Field(
-        "context", description="multivalue's answer order: the values as the context holds them (RULER), or "
+        "context", description="multivalue's and multiquery's answer order: as the context holds them (RULER; "
+        "multiquery's question lists its keys in that order too), or "
         "`sorted` alphabetically, an order fixed by the values alone: chunks are encoded one by one, so where "
         "each value sat is what the adapter stores least of")
 

@@ -90,15 +90,17 @@ def test_multikey_train_rows_ask_every_key(tiny_tokenizer):
     assert len(test) == 2  # test rows ask only the needle placed at the requested depth
 
 
-def test_multivalue_sorted_answer_order(tiny_tokenizer):
-    """value_order=sorted: the same contexts, the answer's values alphabetical; facts, spans and depths
-    stay in context order (the weighting net's labels do not move)."""
-    ctx = needle.generate(SPEC, "val", 6, 512, None, 5, tiny_tokenizer, subtask="multivalue")
+@pytest.mark.parametrize("sub", ["multivalue", "multiquery"])
+def test_sorted_answer_order(tiny_tokenizer, sub):
+    """value_order=sorted: the same contexts and question, the answer's values alphabetical; facts,
+    spans and depths stay in context order (the weighting net's labels do not move)."""
+    ctx = needle.generate(SPEC, "val", 6, 512, None, 5, tiny_tokenizer, subtask=sub)
     srt = needle.generate(SPEC.model_copy(update={"value_order": "sorted"}), "val", 6, 512, None, 5,
-                          tiny_tokenizer, subtask="multivalue")
+                          tiny_tokenizer, subtask=sub)
     unsorted_seen = False
     for a, b in zip(ctx, srt):
-        assert a.context == b.context and a.fact_spans == b.fact_spans and a.depths == b.depths
+        assert a.context == b.context and a.question == b.question
+        assert a.fact_spans == b.fact_spans and a.depths == b.depths
         in_text = [NEEDLE_RE.search(f).group(2) for f in a.supporting_facts]
         assert a.answer == ", ".join(in_text)  # default: context order
         assert b.answer == ", ".join(sorted(in_text))

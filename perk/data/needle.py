@@ -64,7 +64,7 @@ def generate(spec: NeedleSpec, split: str, n: int, target_tokens: int, depth: fl
         in_order = [i for i in hay.order if i in set(asked)]
         # the answer lists the values in context order or sorted; facts, spans and depths stay in context order
         answer_order = sorted(in_order, key=lambda i: values[i]) \
-            if sub == "multivalue" and spec.value_order == "sorted" else in_order
+            if sub in ("multivalue", "multiquery") and spec.value_order == "sorted" else in_order
         fact_spans = [span(c, a, a + len(f)) for f, c, a in zip(facts, hay.fact_chunks, hay.fact_chars)]
         value_spans = [[span(c, a + s0, a + e0) for s0, e0 in at]
                        for at, c, a in zip(value_at, hay.fact_chunks, hay.fact_chars)]
