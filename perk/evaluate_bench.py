@@ -1,7 +1,7 @@
 """The benchmarks' own metrics over an evaluation's predictions (beside EM).
 
 `benchmark_scores(preds, rows)` scores each prediction with its row's `metric` column (imported
-rows only; synthesized rows have none) and `summarize_benchmark` gives per method / task /
+rows carry one; synthesized needle rows get RULER's, `with_benchmark_metric`) and `summarize_benchmark` gives per method / task /
 length the benchmark's figure (mean x 100, rounded to 2, as RULER and BABILong report it) with
 its 95% Wilson interval. `report` writes them beside the evaluate stage's metrics.json (benchmark.json);
 `from_predictions(p, path)` recomputes them from a finished run's predictions.parquet.
@@ -13,6 +13,21 @@ from pathlib import Path
 
 from .benchmark_metrics import benchmark_score, score_prediction
 from .scoring import wilson_interval
+
+
+# Synthesized families that are a public benchmark's task, scored by that benchmark's metric:
+# needle is RULER's NIAH (its single / multikey / multivalue / multiquery / passkey), which RULER scores
+# with string_match_all over the gold values (order-free: a list answer's values found in any order).
+RULER_FAMILIES = ("needle",)
+LIST_SEPARATOR = ", "  # how a synthesized list answer joins its values (perk/data/needle.py)
+
+
+def with_benchmark_metric(row: dict) -> dict:
+    """The row with its benchmark metric: imported rows keep their own; a synthesized row of a
+    RULER family gets `string_match_all` over its answer's values; any other row is returned as is."""
+    if row.get("metric") or row.get("task") not in RULER_FAMILIES:
+        return row
+    return {**row, "metric": "string_match_all", "outputs": row["answer"].split(LIST_SEPARATOR)}
 
 
 def benchmark_scores(preds: list[dict], rows: dict[str, dict]) -> list[dict]:
@@ -43,28 +58,36 @@ def summarize_benchmark(scored: list[dict]) -> dict:
 
 
 def from_predictions(p, predictions: str | Path) -> dict:
-    """Benchmark figures of an evaluate run (its predictions.parquet) on imported tasks."""
+    """Benchmark figures of an evaluate run (its predictions.parquet) on imported and RULER-family tasks."""
     import pyarrow.parquet as pq
 
     from .data.imports.tasks import imported_rows, is_imported
+    from .data.io import read_rows
 
     preds = pq.read_table(predictions).to_pylist()
     rows: dict[str, dict] = {}
-    for task in sorted({pr["task"] for pr in preds if is_imported(pr["task"])}):
-        rows.update({r["id"]: r for r in imported_rows(p, task, "test")})
+    for task in sorted({pr["task"] for pr in preds}):
+        family, _, sub = task.partition("/")
+        if is_imported(task):
+            found = imported_rows(p, task, "test")
+        elif family in RULER_FAMILIES:
+            found = [r for r in read_rows(Path(p.synth.out_dir) / family / "test.parquet") if r["subtask"] == sub]
+        else:
+            continue
+        rows.update({r["id"]: with_benchmark_metric(r) for r in found})
     return summarize_benchmark(benchmark_scores(preds, rows))
 
 
-def report(out_dir: str | Path, preds: list[dict], rows: dict[str, list[dict]], log_metrics=None) -> Path | None:
-    """Write {out_dir}/benchmark.json (and log `<method>/<task>/<metric>` per length) when any
-    evaluated task is imported; None (nothing written) for synthesized tasks only."""
+def report(out_dir: str | Path, preds: list[dict], rows: dict[str, list[dict]], log_metrics=None) -> Path:
+    """Write {out_dir}/benchmark.json (and log `<method>/<task>/<metric>` per length): the evaluated
+    tasks that have a benchmark metric (imported, or a RULER family's); `{}` when none has (a DVC
+    metrics file must exist whatever the tasks)."""
     import json
 
     from .data.io import atomic_write_bytes
 
-    by_id = {r["id"]: r for rs in rows.values() for r in rs if r.get("metric")}
-    if not by_id:
-        return None
+    scored = (with_benchmark_metric(r) for rs in rows.values() for r in rs)
+    by_id = {r["id"]: r for r in scored if r.get("metric")}
     summary = summarize_benchmark(benchmark_scores(preds, by_id))
     path = Path(out_dir) / "benchmark.json"
     atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n"))

@@ -90,3 +90,29 @@ def test_summarize_benchmark_per_method_task_length():
     cell = s["perk"]["ruler/niah_single_2"]["1024"]
     assert cell["score"] == 50.0 and cell["n"] == 2 and cell["unscored"] == 1 and cell["metric"] == "string_match_all"
     assert "needle/single" not in s["perk"]  # synthesized rows have no benchmark metric
+
+
+def test_synthesized_needle_rows_are_scored_as_ruler_scores_niah(tmp_path):
+    """needle is RULER's NIAH: its rows get string_match_all over the answer's values (order-free),
+    other synthesized families get no benchmark metric, imported rows keep their own."""
+    import json
+
+    from perk.evaluate_bench import report, with_benchmark_metric
+    mv = {"id": "n0", "task": "needle", "subtask": "multivalue", "answer": "epoch, fearless, icy, plucky", "question": "?"}
+    pk = {"id": "n1", "task": "needle", "subtask": "passkey", "answer": "71921", "question": "?"}
+    bab = {"id": "b0", "task": "babilong", "subtask": "qa1", "answer": "garden", "question": "Where is John?"}
+    imp = {"id": "r0", "task": "ruler", "subtask": "niah_single_2", "metric": "string_match_part", "outputs": ["1", "2"],
+           "answer": "1", "question": "?"}
+    assert with_benchmark_metric(mv)["outputs"] == ["epoch", "fearless", "icy", "plucky"]
+    assert with_benchmark_metric(mv)["metric"] == "string_match_all"
+    assert with_benchmark_metric(bab) == bab and with_benchmark_metric(imp) == imp
+    preds = [{"id": "n0", "method": "perk", "task": "needle/multivalue", "length": 512, "status": "ok",
+              "prediction": "icy, epoch, icy, plucky"},  # 3 of 4 values, out of order: 0.75, EM 0
+             {"id": "n1", "method": "perk", "task": "needle/passkey", "length": 512, "status": "ok", "prediction": "71921"},
+             {"id": "b0", "method": "perk", "task": "babilong/qa1", "length": 512, "status": "ok", "prediction": "garden"}]
+    path = report(tmp_path, preds, {"needle/multivalue": [mv], "needle/passkey": [pk], "babilong/qa1": [bab]})
+    got = json.loads(path.read_text())["perk"]
+    assert got["needle/multivalue"]["512"]["score"] == 75.0 and got["needle/passkey"]["512"]["score"] == 100.0
+    assert "babilong/qa1" not in got
+    none = report(tmp_path / "none", preds[2:], {"babilong/qa1": [bab]})
+    assert json.loads(none.read_text()) == {}

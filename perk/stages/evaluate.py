@@ -81,12 +81,13 @@ def evaluate(p: Params, progress: bool = True) -> Path:
     _no_inner_expectation(summary, answerers, cfg.tasks)
     trained = {t: train_length(p, t) for t in cfg.tasks}
     _, curve, figs = eval_report.write(out, preds, summary, trained)
-    evaluate_bench.report(out, preds, rows, tracking.log_metrics)  # imported tasks: the benchmark's own metric
+    evaluate_bench.report(out, preds, rows, tracking.log_metrics)  # imported and needle tasks: the benchmark's own metric
     for point in curve:  # EM per method, task, length
         tracking.log_metrics({f"{point['method']}/{point['task'].replace('/', '_')}/em": point["acc"]}, point["length"])
     for f in figs:
         tracking.log_artifact(f, "plots")
     tracking.log_artifact(out / "metrics.json")
+    tracking.log_artifact(out / "benchmark.json")
     tracking.log_artifact(out / "predictions.parquet")
     return out / "metrics.json"
 
