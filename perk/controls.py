@@ -32,9 +32,10 @@ def method_name(control: str) -> str:
 
 
 def chance(task: str) -> float | None:
-    """1 / the number of answers a question of `task` could take (None where not a word pool)."""
+    """1 / the number of answers a question of `task` could take, where the answer is one value word
+    (needle single / multikey); None elsewhere (a list of values or a 5-digit pass key has far more)."""
     from .data.lexicon import pool
-    return 1.0 / len(pool("value")) if task.split("/")[0] == "needle" else None
+    return 1.0 / len(pool("value")) if task in ("needle/single", "needle/multikey") else None
 
 
 def no_inner_expectation(answer, task: str) -> dict | None:

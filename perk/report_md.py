@@ -1,5 +1,5 @@
 """`perk report`: the README's results tables, in markdown, from the outputs of one pipeline run
-(data/eval/metrics.json, data/meta_train/metrics.json, data/baseline/metrics.json,
+(data/eval/metrics.json and benchmark.json, data/meta_train/metrics.json, data/baseline/metrics.json,
 data/profile/points.csv, data/capacity/capacity.json), so the figures quoted are the figures measured."""
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from .config import Params
+from .data.imports.tasks import train_length as trained_length
 
 LABELS = {"perk": "PERK", "baseline": "FT-ICR baseline", "perk_no_inner": "control: PERK, no encode (LoRA init)",
           "perk_wrong_context": "control: PERK, another example's context encoded"}
@@ -21,7 +22,7 @@ def accuracy_table(metrics: dict, task_key: str, train_length: int) -> list[str]
     methods = [m for m in LABELS if task_key in metrics.get(m, {})]
     lengths = sorted({int(k[3:]) for m in methods for k in metrics[m][task_key]
                       if k.startswith("em_") and not k.endswith("_ci")})
-    head = "| method | " + " | ".join(f"{L} ({L // train_length}x)" if L % train_length == 0 else str(L)
+    head = "| method | " + " | ".join(f"{L} ({L // train_length}x)" if train_length and L % train_length == 0 else str(L)
                                       for L in lengths) + " |"
     lines = [head, "|---" * (len(lengths) + 1) + "|"]
     for m in methods:
@@ -41,6 +42,24 @@ def accuracy_table(metrics: dict, task_key: str, train_length: int) -> list[str]
     chance = metrics.get("chance", {}).get(task_key)
     if chance:
         lines.append(f"\nChance: {100 * chance:.2f}% (1 / {round(1 / chance)} value words).")
+    return lines
+
+
+def benchmark_table(bench: dict, task: str) -> list[str]:
+    """The benchmark's own metric (benchmark.json: RULER string_match_all, BABILong label accuracy)
+    per method and length, for a task that has one; [] otherwise."""
+    methods = [m for m in LABELS if task in bench.get(m, {})]
+    if not methods:
+        return []
+    lengths = sorted({int(L) for m in methods for L in bench[m][task]})
+    metric = next(c["metric"] for m in methods for c in bench[m][task].values())
+    lines = [f"| method ({metric}) | " + " | ".join(str(L) for L in lengths) + " |", "|---" * (len(lengths) + 1) + "|"]
+    for m in methods:
+        cells = []
+        for L in lengths:
+            c = bench[m][task].get(str(L))
+            cells.append("-" if not c or c["score"] is None else f"{c['score']:.1f}% [{c['ci'][0]:.0f}, {c['ci'][1]:.0f}]")
+        lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -81,9 +100,15 @@ def _chain(p: Params, title: str = "") -> list[str]:
     if ev.exists():
         metrics = json.loads(ev.read_text())
         for task in p.evaluate.tasks:
-            spec = getattr(p.synth.tasks, task.split("/")[0])
             out += [f"### {title}{task} (test, exact match, 95% Wilson intervals)", ""]
-            out += accuracy_table(metrics, task.replace("/", "_"), max(spec.train_lengths)) + [""]
+            # an imported task without a train split has no train length: lengths are then shown bare
+            out += accuracy_table(metrics, task.replace("/", "_"), trained_length(p, task) or 0) + [""]
+        bench_file = ev.with_name("benchmark.json")
+        bench = json.loads(bench_file.read_text()) if bench_file.exists() else {}
+        for task in p.evaluate.tasks:
+            table = benchmark_table(bench, task)
+            if table:
+                out += [f"### {title}{task} (test, the benchmark's own metric, 95% Wilson intervals)", ""] + table + [""]
     for name, d in (("meta-train", p.meta_train.out_dir), ("baseline", p.baseline.out_dir)):
         f = Path(d) / "metrics.json"
         if f.exists():

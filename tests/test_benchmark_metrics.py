@@ -116,3 +116,36 @@ def test_synthesized_needle_rows_are_scored_as_ruler_scores_niah(tmp_path):
     assert "babilong/qa1" not in got
     none = report(tmp_path / "none", preds[2:], {"babilong/qa1": [bab]})
     assert json.loads(none.read_text()) == {}
+
+
+def test_report_prints_the_benchmark_table():
+    from perk.report_md import benchmark_table
+    bench = {"perk": {"needle/multivalue": {"512": {"metric": "string_match_all", "score": 86.5, "n": 50, "unscored": 0,
+                                                    "ci": [74.4, 93.39]},
+                                            "4096": {"metric": "string_match_all", "score": None, "n": 0, "unscored": 50,
+                                                     "ci": None}}}}
+    lines = benchmark_table(bench, "needle/multivalue")
+    assert lines[0] == "| method (string_match_all) | 512 | 4096 |"
+    assert lines[2] == "| PERK | 86.5% [74, 93] | - |"
+    assert benchmark_table(bench, "babilong/qa1") == []
+
+
+def test_report_of_an_imported_task(tmp_path):
+    """`perk report` on an imported task: its EM table (no train split here: lengths shown bare) and
+    its benchmark table; a synthesized family lookup would fail for `ruler/...`."""
+    import json
+
+    from perk.config import load_params
+    from perk.report_md import _chain
+    p = load_params("params.yaml", [f"evaluate.out_dir={tmp_path}/eval", f"imports.out_dir={tmp_path}/imports",
+                                    "evaluate.tasks=[ruler/niah_single_2]", f"meta_train.out_dir={tmp_path}/m",
+                                    f"baseline.out_dir={tmp_path}/b"])
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval/metrics.json").write_text(json.dumps(
+        {"perk": {"ruler_niah_single_2": {"em_1024": 0.5, "em_1024_ci": [0.3, 0.7]}}}))
+    (tmp_path / "eval/benchmark.json").write_text(json.dumps(
+        {"perk": {"ruler/niah_single_2": {"1024": {"metric": "string_match_all", "score": 55.0, "n": 50,
+                                                   "unscored": 0, "ci": [41.0, 68.0]}}}}))
+    text = "\n".join(_chain(p))
+    assert "| method | 1024 |" in text and "| PERK | 50% [30, 70] |" in text
+    assert "| PERK | 55.0% [41, 68] |" in text

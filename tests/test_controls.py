@@ -27,6 +27,7 @@ def test_distractor_is_another_value_of_the_same_context():
     assert is_distractor(r, "blue") == 1.0
     assert is_distractor(r, "Red.") == 0.0 and is_distractor(r, "green") == 0.0 and is_distractor(r, None) == 0.0
     assert chance("needle/multikey") == 1 / 230 and chance("babilong/qa1") is None
+    assert chance("needle/multivalue") is None and chance("needle/passkey") is None  # not one value word
 
 
 def test_perk_predictions_do_not_read_labels(tmp_path, tiny_tokenizer):
