@@ -3,7 +3,9 @@ tasks: the figure settings are selected by (test sets are for the final tables o
 Run in the run's project dir, with that run's overrides and optionally --cell NAME:
    PYTHONPATH=$PWD python experiments/val_em.py [--cell NAME] [--tasks a/b,c/d] [--n 64] [--first] [--dump] [key=value ...]
 A task with list answers also gets string_match_all (RULER multivalue's order-free metric).
---dump prints every answer (right?, answer, prediction, context tokens, depths), for reading the misses."""
+--dump prints every answer (right?, answer, prediction, context tokens, depths), for reading the misses.
+--split picks another split (e.g. a held-out validation set synthesized at another length);
+evaluate.inner_steps=N encodes with N inner steps (the test-time knob)."""
 import argparse
 import json
 import time
@@ -12,7 +14,7 @@ import torch
 
 from perk.benchmark_metrics import string_match_all
 from perk.config import load_params
-from perk.evaluate import perk_answerer, prompt_answerer
+from perk.evaluate import Encodes, perk_answerer, prompt_answerer
 from perk.scoring import exact_match, wilson_interval
 from perk.stages import common, models, perk_model
 
@@ -24,21 +26,23 @@ ap.add_argument("--methods", default="perk,baseline")
 ap.add_argument("--first", action="store_true", help="only each context's own question (no ask_* siblings): "
                 "what the test asks, so runs that asked more questions in training compare on one footing")
 ap.add_argument("--dump", action="store_true", help="print every answer, one line per question")
+ap.add_argument("--split", default="val")
 ap.add_argument("overrides", nargs="*")
 a = ap.parse_args()
 p = load_params("params.yaml", a.overrides, cell=a.cell)
 tok = common.tokenizer(p)
 answer = {}
 if "perk" in a.methods:
-    answer["perk"] = perk_answerer(perk_model.load_perk(p, tok).eval(), tok, p.evaluate.max_new_tokens,
-                                   torch.device("cpu"), micro_batch=p.evaluate.micro_batch)
+    bundle = perk_model.load_perk(p, tok).eval()
+    encodes = Encodes(bundle, tok, torch.device("cpu"), p.evaluate.micro_batch, steps=p.evaluate.inner_steps)
+    answer["perk"] = perk_answerer(bundle, tok, p.evaluate.max_new_tokens, torch.device("cpu"), encodes=encodes)
 if "baseline" in a.methods:
     m = models.load_baseline(p, tok).eval()
     answer["baseline"] = prompt_answerer(m, tok, m.config.max_position_embeddings, p.evaluate.max_new_tokens,
                                          torch.device("cpu"))
 out = {}
 for task in (a.tasks.split(",") if a.tasks else [p.meta_train.task]):
-    rows = [r for r in common.rows(p, task, "val") if not (a.first and "/ask" in r["id"])][:a.n]
+    rows = [r for r in common.rows(p, task, a.split) if not (a.first and "/ask" in r["id"])][:a.n]
     for method, ans in answer.items():
         t0 = time.time()
         preds = [ans(r)[0] for r in rows]

@@ -555,6 +555,8 @@ class EvalConfig(Section):
     per_cell: int = Field(10, ge=1, description="test examples per (length, depth) cell")
     max_new_tokens: int = Field(8, ge=1)
     micro_batch: int = Field(16, ge=1, description="chunks per micro-batch in the test-time encode")
+    inner_steps: int | None = Field(None, ge=1, description="inner steps of the test-time encode (None: the "
+                                    "meta-trained inner.steps; more: the extra steps repeat the last learned step size)")
     only_lengths: list[int] | None = Field(None, description="evaluate just these lengths (a shard for "
                                            "fan-out across workers; None: the whole grid)")
     out_dir: str = "data/eval"

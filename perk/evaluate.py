@@ -72,8 +72,10 @@ class Encodes:
     The most recent contexts are kept while their weights fit in `max_bytes` (the last one always:
     the default keeps just it); a dropped one is encoded again if asked."""
 
-    def __init__(self, bundle, tokenizer, device="cpu", micro_batch: int = 0, max_bytes: int = 0):
+    def __init__(self, bundle, tokenizer, device="cpu", micro_batch: int = 0, max_bytes: int = 0,
+                 steps: int | None = None):
         self.bundle, self.tokenizer, self.device, self.micro_batch = bundle, tokenizer, device, micro_batch
+        self.steps = steps  # inner steps of the encode (None: the bundle's own, as meta-trained)
         self.max_bytes = max_bytes
         self._fast: dict[tuple, dict[str, torch.Tensor]] = {}
         self.encoded = 0  # encodes run (the rest were reused): tests read it
@@ -86,7 +88,8 @@ class Encodes:
             self._fast[key] = self._fast.pop(key)  # most recently used last
             return self._fast[key]
         chunks = {k: v.to(self.device) for k, v in chunk_batch(self.tokenizer, list(context)).items()}
-        enc = self.bundle.encode(chunks, train=False, example_id=example_id, micro_batch=self.micro_batch)
+        extra = {"steps": self.steps} if self.steps else {}
+        enc = self.bundle.encode(chunks, train=False, example_id=example_id, micro_batch=self.micro_batch, **extra)
         self.encoded += 1
         self._fast[key] = {n: t.detach() for n, t in enc.as_dict().items()}
         each = sum(t.numel() * t.element_size() for t in self._fast[key].values())

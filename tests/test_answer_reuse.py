@@ -68,3 +68,20 @@ def test_wrong_context_reuses_the_donor_encode(tmp_path, tiny_tokenizer):
     again += [perk_answerer(bundle, tiny_tokenizer, 3, context_of=lambda r: donors.get(r["id"]), encodes=alone)(r)
               for r in test]
     assert got == again and alone.encoded > shared.encoded
+
+
+def test_encodes_run_the_test_time_inner_steps(tmp_path, tiny_tokenizer):
+    """evaluate.inner_steps reaches the encode: Encodes(steps=N) gives the bundle's N-step encode,
+    not the meta-trained K-step one."""
+    from perk.evaluate import Encodes
+    from perk.meta import chunk_batch
+
+    p, bundle, test = noisy_micro_bundle(tmp_path, tiny_tokenizer)
+    ctx = list(test[0]["context"])
+    k = p.inner.steps
+    chunks = chunk_batch(tiny_tokenizer, ctx)
+    want = {n: t.detach() for n, t in bundle.encode(chunks, train=False, micro_batch=2, steps=k + 3).as_dict().items()}
+    got = Encodes(bundle, tiny_tokenizer, micro_batch=2, steps=k + 3)(ctx)
+    default = Encodes(bundle, tiny_tokenizer, micro_batch=2)(ctx)
+    assert all(torch.equal(got[n], want[n]) for n in want)
+    assert any(not torch.equal(got[n], default[n]) for n in want)

@@ -278,3 +278,26 @@ def test_grad_checkpointing_gives_the_same_meta_gradients(arch):
     assert not any("forward" in vars(mod) for mod in m.modules())  # no instance forward left behind
     with pytest.raises(ValueError, match="torch_func"):
         encode(m, chunks, c.model_copy(update={"grad_checkpointing": True}), ss, net, engine="higher")
+
+
+def test_test_time_encode_may_run_more_steps_than_learned():
+    """evaluate.inner_steps: at test, steps past the meta-learned ones repeat the last learned step
+    size (so the first K are the default encode's, and a step K+1 keeps writing); training may not."""
+    m, net = make("gpt2")
+    c = cfg(steps=3, differentiate_last=1)
+    ss = steps_for(m, c)
+    chunks, _ = data()
+    base = encode(m, chunks, c, ss, net, train=False)
+    five = c.model_copy(update={"steps": 5})
+    more = encode(m, chunks, five, ss, net, train=False)
+    assert len(more.inner_losses) == 5 and more.inner_losses[:3] == base.inner_losses
+    assert more.inner_losses[4] < more.inner_losses[2]  # the extra steps still lower the inner loss
+    # the same as step sizes learned for 5 steps whose last two equal the third
+    ss5 = LearnedStepSizes(len(lora_parameters(m)), 5, c.lr_init, c.lr_min, c.lr_max).double()
+    with torch.no_grad():
+        ss5.log_lr.copy_(torch.cat([ss.log_lr, ss.log_lr[-1:], ss.log_lr[-1:]]))
+    same = encode(m, chunks, five, ss5, net, train=False)
+    for a, b in zip(more.fast, same.fast):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="step_sizes has 3 steps"):
+        encode(m, chunks, five, ss, net, train=True)

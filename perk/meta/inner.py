@@ -98,7 +98,8 @@ def encode(model: nn.Module, chunks: dict[str, torch.Tensor], cfg: InnerConfig,
 
     train=False (test time): every step first-order, fast weights detached after each step, and
     chunks processed in micro-batches of `cfg.micro_batch` with gradient accumulation, so memory
-    is bounded by one micro-batch's activations.
+    is bounded by one micro-batch's activations. `cfg.steps` may then exceed the learned steps:
+    steps past them use the last learned step size.
 
     train=True with cfg.bounded_memory (torch_func only): the same meta-gradients, but no step
     keeps a graph over the chunks; the outer backward recomputes them one micro-batch at a time
@@ -106,7 +107,7 @@ def encode(model: nn.Module, chunks: dict[str, torch.Tensor], cfg: InnerConfig,
     """
     if cfg.steps < 1:
         raise ValueError(f"inner steps must be >= 1, got {cfg.steps}")
-    if step_sizes.steps < cfg.steps:
+    if train and step_sizes.steps < cfg.steps:
         raise ValueError(f"step_sizes has {step_sizes.steps} steps, config asks for {cfg.steps}")
     if cfg.bounded_memory and engine != "torch_func":
         raise ValueError(f"inner.bounded_memory: true is implemented for inner.engine: torch_func only, got {engine!r}")
@@ -167,7 +168,9 @@ def encode(model: nn.Module, chunks: dict[str, torch.Tensor], cfg: InnerConfig,
             _check_finite(torch.stack([g.detach().sum() for g in grads]), "gradient", k, example_id)
             if not second:
                 grads = [g.detach() for g in grads]
-            lrs = step_sizes(k)
+            # test time may run more steps than were meta-learned: the extra ones repeat the last
+            # learned step size (evaluate.inner_steps; more writing for a longer context)
+            lrs = step_sizes(min(k, step_sizes.steps - 1))
             if not train:
                 lrs = lrs.detach()
             fast = eng.step(fast, grads, lrs)

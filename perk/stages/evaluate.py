@@ -20,7 +20,7 @@ def _answerers(p: Params, tok, test_rows: list[dict]) -> dict:
         bundle = perk_model.load_perk(p, tok).to(dev).eval()
         # the wrong-context control reuses the donor's encode (PERK's own answers ran it) while
         # the kept encodes fit in ENCODE_CACHE_BYTES: all 200 of the tiny default (~0.4 MB each)
-        encodes = Encodes(bundle, tok, dev, cfg.micro_batch, max_bytes=ENCODE_CACHE_BYTES)
+        encodes = Encodes(bundle, tok, dev, cfg.micro_batch, max_bytes=ENCODE_CACHE_BYTES, steps=cfg.inner_steps)
         out["perk"] = perk_answerer(bundle, tok, cfg.max_new_tokens, dev, encodes=encodes)
         if "no_inner" in cfg.controls:
             out[method_name("no_inner")] = init_answerer(bundle, tok, cfg.max_new_tokens, dev)
