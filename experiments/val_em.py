@@ -2,7 +2,8 @@
 tasks: the figure settings are selected by (test sets are for the final tables only).
 Run in the run's project dir, with that run's overrides and optionally --cell NAME:
    PYTHONPATH=$PWD python experiments/val_em.py [--cell NAME] [--tasks a/b,c/d] [--n 64] [--first] [--dump] [key=value ...]
-A task with list answers also gets string_match_all (RULER multivalue's order-free metric).
+A task with a benchmark metric also gets it (RULER's string_match_all for imported RULER and for needle,
+order-free for list answers; BABILong's label check).
 --dump prints every answer (right?, answer, prediction, context tokens, depths), for reading the misses.
 --split picks another split (e.g. a held-out validation set synthesized at another length);
 evaluate.inner_steps=N encodes with N inner steps (the test-time knob)."""
@@ -12,8 +13,9 @@ import time
 
 import torch
 
-from perk.benchmark_metrics import string_match_all
+from perk.benchmark_metrics import score_prediction
 from perk.config import load_params
+from perk.evaluate_bench import with_benchmark_metric
 from perk.evaluate import Encodes, perk_answerer, prompt_answerer
 from perk.scoring import exact_match, wilson_interval
 from perk.stages import common, models, perk_model
@@ -56,8 +58,9 @@ for task in (a.tasks.split(",") if a.tasks else [p.meta_train.task]):
                                    "examples": [(x, r["answer"]) for x, r in zip(preds[:4], rows[:4])]}
         print(f"{task:22s} {method:8s} val EM {k:.0f}/{len(rows)} = {k / len(rows):.3f} [{lo:.2f}, {hi:.2f}] "
               f"({time.time() - t0:.0f} s) e.g. {out[f'{task} {method}']['examples'][:2]}", flush=True)
-        if any(", " in r["answer"] for r in rows):  # list answers: RULER's order-free metric beside EM
-            sma = sum(string_match_all(x, r["answer"].split(", ")) for x, r in zip(preds, rows)) / len(rows)
-            out[f"{task} {method}"]["string_match_all"] = sma
-            print(f"{task:22s} {method:8s} val string_match_all (each listed value found, any order) {sma:.3f}")
+        scored = [with_benchmark_metric(r) for r in rows]  # the benchmark's own metric (RULER, BABILong) beside EM
+        if scored and scored[0].get("metric"):
+            bench = sum(score_prediction(r, x) for x, r in zip(preds, scored)) / len(rows)
+            out[f"{task} {method}"][scored[0]["metric"]] = bench
+            print(f"{task:22s} {method:8s} val {scored[0]['metric']} {bench:.3f}")
 print(json.dumps(out))
