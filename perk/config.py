@@ -451,7 +451,8 @@ class TrainLoopConfig(Section):
     eval_every: int = Field(100, ge=1)
     eval_examples: int = Field(64, ge=1)
     divergence_factor: float = Field(10.0, ge=0, description="stop with an error naming the step when the "
-                                     "loss exceeds this multiple of its start, the mean of the first 10 steps' losses (0: off)")
+                                     "mean loss of the last 10 steps exceeds this multiple of its start, the mean of the first 10 steps' "
+                                     "losses (0: off)")
     out_dir: str = "data/train"
 
     @field_validator("task")
