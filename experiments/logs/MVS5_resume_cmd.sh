@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # MVS5 resumed from its step-1500 checkpoint with the windowed divergence guard (its own perk/ moved aside)
 cd /tmp/perk_runs/MVS5_multivalue_sorted_cont2
-[ -d perk ] && mv perk perk_snapshot_9fff198
+[ -d perk ] && mv perk perk_snapshot_dad83db
 O=$(grep -m1 "^RUN" /work/main/experiments/logs/MVS5_multivalue_sorted_cont2.log | sed 's/.*overrides: //')
 args=(); for kv in $O; do args+=(-P "$kv"); done
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONPATH=/work/main PERK_ROOT=$PWD MLFLOW_DISABLE_TELEMETRY=true
