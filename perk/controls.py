@@ -31,11 +31,14 @@ def method_name(control: str) -> str:
     return f"perk_{control}"
 
 
+ONE_WORD_TASKS = ("needle/single", "needle/multikey")  # the answer is one value word of the lexicon
+
+
 def chance(task: str) -> float | None:
     """1 / the number of answers a question of `task` could take, where the answer is one value word
     (needle single / multikey); None elsewhere (a list of values or a 5-digit pass key has far more)."""
     from .data.lexicon import pool
-    return 1.0 / len(pool("value")) if task in ("needle/single", "needle/multikey") else None
+    return 1.0 / len(pool("value")) if task in ONE_WORD_TASKS else None
 
 
 def no_inner_expectation(answer, task: str) -> dict | None:
@@ -43,7 +46,7 @@ def no_inner_expectation(answer, task: str) -> dict | None:
     {expected_em, keys, distinct_answers, value_answers}. `answer(row) -> (prediction, status)`."""
     from .data import lexicon, needle
 
-    if task.split("/")[0] != "needle" or task.split("/")[1] not in ("single", "multikey"):
+    if task not in ONE_WORD_TASKS:
         return None
     values = {normalize(v) for v in lexicon.pool("value")}
     keys = lexicon.pool("key", "test")

@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from .benchmark_metrics import benchmark_score, score_prediction
+from .data.needle import LIST_SEPARATOR
 from .scoring import wilson_interval
 
 
@@ -19,7 +20,6 @@ from .scoring import wilson_interval
 # needle is RULER's NIAH (its single / multikey / multivalue / multiquery / passkey), which RULER scores
 # with string_match_all over the gold values (order-free: a list answer's values found in any order).
 RULER_FAMILIES = ("needle",)
-LIST_SEPARATOR = ", "  # how a synthesized list answer joins its values (perk/data/needle.py)
 
 
 def with_benchmark_metric(row: dict) -> dict:
@@ -61,20 +61,11 @@ def from_predictions(p, predictions: str | Path) -> dict:
     """Benchmark figures of an evaluate run (its predictions.parquet) on imported and RULER-family tasks."""
     import pyarrow.parquet as pq
 
-    from .data.imports.tasks import imported_rows, is_imported
-    from .data.io import read_rows
+    from .stages.common import rows as task_rows  # the evaluate stage's own reader of a task's test rows
 
     preds = pq.read_table(predictions).to_pylist()
-    rows: dict[str, dict] = {}
-    for task in sorted({pr["task"] for pr in preds}):
-        family, _, sub = task.partition("/")
-        if is_imported(task):
-            found = imported_rows(p, task, "test")
-        elif family in RULER_FAMILIES:
-            found = [r for r in read_rows(Path(p.synth.out_dir) / family / "test.parquet") if r["subtask"] == sub]
-        else:
-            continue
-        rows.update({r["id"]: with_benchmark_metric(r) for r in found})
+    rows = {r["id"]: with_benchmark_metric(r) for task in sorted({pr["task"] for pr in preds})
+            for r in task_rows(p, task, "test")}
     return summarize_benchmark(benchmark_scores(preds, rows))
 
 

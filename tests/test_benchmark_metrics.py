@@ -149,3 +149,29 @@ def test_report_of_an_imported_task(tmp_path):
     text = "\n".join(_chain(p))
     assert "| method | 1024 |" in text and "| PERK | 50% [30, 70] |" in text
     assert "| PERK | 55.0% [41, 68] |" in text
+
+
+def test_from_predictions_rescores_a_finished_needle_run(tmp_path, tiny_tokenizer):
+    """A finished run's predictions.parquet is rescored with the test rows the evaluate stage read:
+    right answers 100, an answer holding none of the values 0."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from perk.config import load_params
+    from perk.data.synth import synthesize
+    from perk.evaluate_bench import from_predictions
+    from perk.stages.common import rows as task_rows
+    from test_pretrain import MICRO
+
+    p = load_params(MICRO, [f"synth.out_dir={tmp_path}/synth"])
+    synthesize(p.synth, tiny_tokenizer, p.synth.out_dir, progress=False)
+    task = p.meta_train.task
+    test = task_rows(p, task, "test")
+    preds = [{"id": r["id"], "method": m, "task": task, "length": r["target_tokens"], "status": "ok",
+              "prediction": r["answer"] if m == "perk" else "nothing"} for r in test for m in ("perk", "baseline")]
+    pq.write_table(pa.Table.from_pylist(preds), tmp_path / "predictions.parquet")
+    got = from_predictions(p, tmp_path / "predictions.parquet")
+    lengths = {str(r["target_tokens"]) for r in test}
+    assert task.startswith("needle/") and set(got["perk"][task]) == lengths
+    assert all(c["score"] == 100.0 and c["metric"] == "string_match_all" for c in got["perk"][task].values())
+    assert all(c["score"] == 0.0 for c in got["baseline"][task].values())

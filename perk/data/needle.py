@@ -22,6 +22,7 @@ PREFIX_PLURAL = "The special magic words for {key} are"
 PASSKEY = "The pass key is {value}. Remember it. {value} is the pass key."
 PASSKEY_QUESTION = "What is the pass key?"
 PASSKEY_PREFIX = "The pass key is"
+LIST_SEPARATOR = ", "  # joins a list answer's values (multivalue, multiquery); scoring splits on it
 
 
 def generate(spec: NeedleSpec, split: str, n: int, target_tokens: int, depth: float | None, seed: int,
@@ -79,7 +80,7 @@ def generate(spec: NeedleSpec, split: str, n: int, target_tokens: int, depth: fl
             question, prefix = QUESTION.format(key=keys[0]), PREFIX.format(key=keys[0])
         return dict(
             context=hay.chunks, question=question, answer_prefix=prefix,
-            answer=", ".join(values[i] for i in answer_order),
+            answer=LIST_SEPARATOR.join(values[i] for i in answer_order),
             supporting_facts=[facts[i] for i in in_order],
             supporting_chunks=[hay.fact_chunks[i] for i in in_order],
             fact_spans=[fact_spans[i] for i in in_order],
