@@ -170,6 +170,8 @@ class TokenizerConfig(Section):
     out_dir: str = "data/tokenizer"
     vocab_size: int = Field(6144, ge=256, le=262144)
     corpus_texts: int = Field(4000, ge=100, description="generator texts sampled to train the tiny tokenizer")
+    digit_group: int = Field(1, ge=1, le=3, description="digits per number token, left to right (1: every digit "
+                             "its own token; 3: as cl100k, '9828002' -> '982' '800' '2', every group in the vocabulary)")
 
 
 # ---------------------------------------------------------------- benchmark imports

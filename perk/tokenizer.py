@@ -1,7 +1,8 @@
 """Tokenizers: a byte-level BPE trained locally for the tiny profile, or a named HF model's own.
 
-The tiny tokenizer splits digits individually (numbers of any size stay representable and
-arithmetic-like answers tokenize predictably) and is saved with `save_pretrained`, so the rest
+The tiny tokenizer splits digits individually by default (numbers of any size stay representable
+and arithmetic-like answers tokenize predictably), or into groups of up to `digit_group` digits
+read left to right, each group one token (a 7-digit value is 3 tokens instead of 7) and is saved with `save_pretrained`, so the rest
 of the pipeline loads every tokenizer the same way: `AutoTokenizer.from_pretrained(dir)`.
 """
 from __future__ import annotations
@@ -10,23 +11,29 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path,
-                    must_include: Iterable[str] = ()):
+                    must_include: Iterable[str] = (), digit_group: int = 1):
     """Train a byte-level BPE on `texts` and save it (atomically) as an HF tokenizer in `out_dir`.
 
     `must_include` words are added to the corpus with high frequency so each becomes one token
     (with its leading space), which keeps keys/values/names single tokens for the tiny model.
+    `digit_group` > 1: numbers are cut into runs of that many digits (the last run shorter), and
+    every run of 1..digit_group digits is put in the vocabulary the same way.
     """
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=None))
+    if digit_group == 1:
+        digits = pre_tokenizers.Digits(individual_digits=True)
+    else:
+        digits = pre_tokenizers.Split(Regex(rf"\d{{1,{digit_group}}}"), behavior="isolated")
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
+        digits,
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
     ])
     tok.decoder = decoders.ByteLevel()
@@ -36,12 +43,15 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path,
         special_tokens=list(SPECIAL_TOKENS.values()),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     words = sorted(set(must_include))
+    groups = [f"{n:0{k}d}" for k in range(2, digit_group + 1) for n in range(10 ** k)]
 
     def corpus():
         yield from texts
         for _ in range(3):  # each lexicon word seen often enough, with and without leading space
             for i in range(0, len(words), 64):
                 yield " ".join(words[i:i + 64])
+            for i in range(0, len(groups), 64):  # a space between groups: each is a pretoken of its own
+                yield " ".join(groups[i:i + 64])
     tok.train_from_iterator(corpus(), trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
     fast.model_max_length = 1 << 30  # lengths are bounded by the model, not the tokenizer

@@ -20,7 +20,8 @@ def tokenizer(p: Params, progress: bool = True) -> Path:
 
         # imports.tokenizer_texts > 0: the imported benchmarks' own text too (read from the sources)
         texts = sample_corpus(p.tokenizer.corpus_texts, seed=p.synth.seed) + corpus_texts(p, p.imports.tokenizer_texts, p.seed)
-        train_tokenizer(texts, p.tokenizer.vocab_size, p.tokenizer.out_dir, must_include=all_words())
+        train_tokenizer(texts, p.tokenizer.vocab_size, p.tokenizer.out_dir, must_include=all_words(),
+                        digit_group=p.tokenizer.digit_group)
     else:
         save_tokenizer(load_tokenizer(p.model.name), p.tokenizer.out_dir)
     return Path(p.tokenizer.out_dir)
