@@ -53,6 +53,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path,
             for i in range(0, len(groups), 64):  # a space between groups: each is a pretoken of its own
                 yield " ".join(groups[i:i + 64])
     tok.train_from_iterator(corpus(), trainer=trainer)
+    split = [g for g in groups if len(tok.encode(g).ids) != 1]
+    if split:  # the vocabulary filled before these merges: a number would tokenize unevenly
+        raise ValueError(f"tokenizer.digit_group={digit_group}: {len(split)} of the {len(groups)} digit runs "
+                         f"(e.g. {split[0]!r}) are not one token at tokenizer.vocab_size={vocab_size}; "
+                         f"raise vocab_size by about {len(split) + 64}")
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
     fast.model_max_length = 1 << 30  # lengths are bounded by the model, not the tokenizer
     save_tokenizer(fast, out_dir)
