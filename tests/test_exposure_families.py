@@ -95,3 +95,15 @@ def test_exposure_uses_each_family_format():
         assert any(pattern in t for s in range(5) for t in Exposure(None, "train", family=fam).texts(s)), fam
     assert retrieval.PREFIX.split("{")[0] in " ".join(Exposure(None, "train", family="retrieval").texts(0) +
                                         Exposure(None, "train", family="retrieval").texts(1))
+
+
+def test_ruler_exposure_is_the_benchmark_format_with_random_7_digit_numbers():
+    from perk.data.imports.ruler import NEEDLE
+
+    texts = [t for s in range(20) for t in Exposure(None, "train", family="ruler", seed=3).texts(s)]
+    needles = [m for t in texts for m in NEEDLE.finditer(t)]
+    answers = re.findall(r"mentioned in the provided text is (\d+)", " ".join(texts))
+    assert len(needles) > 20 and len(answers) > 20  # both line kinds, the needle as the importer parses it
+    values = [m["value"] for m in needles] + answers
+    assert all(len(v) == 7 for v in values) and len(set(values)) > 0.9 * len(values)  # random, RULER's range
+    assert texts == [t for s in range(20) for t in Exposure(None, "train", family="ruler", seed=3).texts(s)]

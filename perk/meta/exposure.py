@@ -28,7 +28,7 @@ from ..data.lexicon import pool
 from ..prompts import answer_target, question_prompt
 from .inner import token_losses
 
-FAMILIES = ("needle", "babilong", "records", "retrieval")
+FAMILIES = ("needle", "babilong", "records", "retrieval", "ruler")
 
 
 def _qa(question: str, prefix: str, answer: str) -> str:
@@ -84,6 +84,13 @@ class Exposure:
             return retrieval.DOC.format(name=name, purpose=purpose, params=params,
                                         returns=rng.choice(retrieval.RETURNS))
         return _qa(retrieval.QUESTION.format(purpose=purpose), retrieval.PREFIX.format(purpose=purpose), name)
+
+    def _ruler(self, rng) -> str:
+        key, value = f"{rng.choice(pool('key'))}-{rng.choice(pool('value'))}", rng.randint(1000000, 9999999)
+        if rng.random() < 0.5:
+            return f"One of the special magic numbers for {key} is: {value}."
+        about = f"special magic number for {key} mentioned in the provided text"
+        return _qa(f"What is the {about}?", f"The {about} is", str(value))
 
     def loss(self, lm: torch.nn.Module, step: int) -> torch.Tensor:
         """Mean next-token loss of `lm` on this step's exposure text."""
