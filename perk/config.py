@@ -279,6 +279,11 @@ class ImportsConfig(Section):
                                  "of records whose essay haystack (one prefix shared by every record) is replaced "
                                  "by prose from haystack_source, needles kept at their depths "
                                  "(perk/data/imports/haystack_swap.py, experiments/IMPORTS.md)")
+    val_lengths: list[int] = Field(default_factory=list, description="RULER datasets with a val split: also "
+                                   "write split val_<L> per length L, every val record's haystack replaced by "
+                                   "haystack_source prose of L context tokens, the needles at their depths (the "
+                                   "dev sets validate at the train length only; this lets a choice see length "
+                                   "extrapolation without reading a test file)")
     haystack_source: str = Field("../shared/benchmarks/babilong/qa1/train_1k.jsonl",
                                  description="BABILong-format file whose `input` book text (bAbI facts removed) "
                                  "the haystack swap draws from")

@@ -558,3 +558,44 @@ def test_imports_ask_every_key_override_applies_to_every_dataset(tmp_path, tiny_
                                       "imports": {"out_dir": str(tmp_path / "imp"), "datasets": [ds]}}))
         assert main(["import", "--params", str(params), "--no-progress", *override]) == 0
         assert json.loads((tmp_path / "imp" / "index.json").read_text())["babilong_bench/qa1"]["rows"] == n
+
+
+def test_val_lengths_write_the_val_records_at_longer_lengths_in_prose(tmp_path, tiny_tokenizer):
+    """imports.val_lengths: split val_<L> holds every val record again, its haystack replaced by about
+    L tokens of the prose source, the needle whole at its depth; train/val/test as without it."""
+    book = [f"Chapter {i} the old sailor looked at the grey sea and said nothing for a while." for i in range(400)]
+    src = write_jsonl(tmp_path / "book.jsonl", [{"input": " ".join(book)}])
+    key, value = "royal-chestnut", "4817362"
+    recs = [ruler_record([needle(key, value)], key, value, at=(i % 7,)) for i in range(6)]
+    f = write_jsonl(tmp_path / "val_1024.jsonl", recs)
+    ds = ImportDataset(name="ruler/niah_single_2", format="ruler", chunk_tokens=32,
+                       files={"train": [{"path": str(f)}], "val": [{"path": str(f)}]})
+    plain, _ = import_dataset(ds, tiny_tokenizer, tmp_path / "a", haystack_source=str(src))
+    written, _ = import_dataset(ds, tiny_tokenizer, tmp_path / "b", haystack_source=str(src), val_lengths=[600, 1200])
+    assert sorted(written) == sorted(plain) + ["ruler/niah_single_2/val_1200", "ruler/niah_single_2/val_600"]
+    for split in ("train", "val"):  # the configured splits are what they were
+        assert (tmp_path / f"a/ruler/niah_single_2/{split}.parquet").read_bytes() == \
+            (tmp_path / f"b/ruler/niah_single_2/{split}.parquet").read_bytes()
+    val = pq.read_table(tmp_path / "b/ruler/niah_single_2/val.parquet").to_pylist()
+    longest = max(n_tokens(tiny_tokenizer, " " + b) for b in book)
+    for n in (600, 1200):
+        rows = pq.read_table(tmp_path / f"b/ruler/niah_single_2/val_{n}.parquet").to_pylist()
+        assert len(rows) == len(val) and all(r["split"] == f"val_{n}" and r["target_tokens"] == n for r in rows)
+        for r, v in zip(rows, val):
+            assert "sailor" in " ".join(r["context"]) and "hard liquor" not in " ".join(r["context"])
+            assert n <= r["context_tokens"] <= 1.05 * (n + longest)  # the budget + one sentence (+ chunk seams)
+            (fs,), (ans,) = r["fact_spans"], r["answer_spans"]
+            assert r["context"][fs["chunk"]][fs["start"]:fs["end"]] == needle(key, value)
+            assert r["context"][ans["chunk"]][ans["start"]:ans["end"]] == r["answer"] == v["answer"]
+            assert abs(r["depths"][0] - v["depths"][0]) < 0.1  # the needle where the source had it
+    # a task split the config does not produce is refused by name
+    from perk.config import validate_params
+    from perk.data.imports.tasks import imported_rows
+    p = validate_params({"imports": {"out_dir": str(tmp_path / "b"), "val_lengths": [600],
+                                     "datasets": [ds.model_dump()]}})
+    assert len(imported_rows(p, "ruler/niah_single_2", "val_600")) == len(val)
+    with pytest.raises(DataError, match=r"split 'val_1200' needs 1200 in imports.val_lengths \(it is \[600\]\)"):
+        imported_rows(p, "ruler/niah_single_2", "val_1200")
+    # dropped from the config, the extra split does not linger
+    import_dataset(ds, tiny_tokenizer, tmp_path / "b", haystack_source=str(src))
+    assert not (tmp_path / "b/ruler/niah_single_2/val_600.parquet").exists()

@@ -111,18 +111,20 @@ def _spans(parsed: dict, ch) -> dict:
     return {"fact_spans": facts, "answer_spans": answers}
 
 
-def import_file(ds, f, split: str, counter: TokenCounter, swap=None) -> tuple[list[dict], FileReport]:
+def import_file(ds, f, split: str, counter: TokenCounter, swap=None, extend=None) -> tuple[list[dict], FileReport]:
     """Rows of one source file (lengths measured, bad records counted) and its report.
 
     `swap` (train split of a RULER dataset only): (fraction, ProsePool): that fraction of the
-    records get their haystack replaced (haystack_swap.py), counted in the report's notes."""
+    records get their haystack replaced (haystack_swap.py), counted in the report's notes.
+    `extend` (RULER only): (L, ProsePool): every record's haystack replaced by about L context
+    tokens of prose (imports.val_lengths); the rows' split is `split` and their length L."""
     label, records, nominal = _source(f)
     rep = FileReport(label, split)
     family, subset = ds.name.split("/", 1)
     stem = Path(label).stem if f.path else label.replace("/", "_")
     rows: list[dict] = []
     prompts: list[str] = []  # RULER: the text its `length` field counts
-    swap_rng = random.Random(stable_seed(ds.name, stem, "haystack_swap"))
+    swap_rng = random.Random(stable_seed(ds.name, stem, "haystack_swap", *(extend[:1] if extend else ())))
 
     def bad(reason: str, recno: int, detail: str) -> None:
         if ds.on_bad_record == "error":
@@ -141,6 +143,9 @@ def import_file(ds, f, split: str, counter: TokenCounter, swap=None) -> tuple[li
                 if swap is not None and swap_rng.random() < swap[0]:
                     parsed = haystack_swap.swap(parsed, swap[1], swap_rng, counter)
                     rep.note("haystack_swapped")
+                if extend is not None:
+                    parsed = haystack_swap.swap(parsed, extend[1], swap_rng, counter, context_tokens=extend[0])
+                    rep.note(f"haystack_extended_to_{extend[0]}")
                 asked = ruler.every_key(parsed) if ds.ask_every_key and split == "train" else [parsed]
                 items = _prose_rows(ds, asked, counter)
                 prompts += [source_prompt] * len(items)  # one per row
@@ -183,7 +188,7 @@ def import_file(ds, f, split: str, counter: TokenCounter, swap=None) -> tuple[li
         i += len(r["context"])
     rows = _check_lengths(ds, rows, prompts, rep, counter, bad)
     for r in rows:
-        r["target_tokens"] = nominal or r["context_tokens"]
+        r["target_tokens"] = extend[0] if extend else nominal or r["context_tokens"]
         r.pop("_recno")
     rep.imported = len(rows)
     # counted in rows (a reference record holds several questions), so the fraction is of what was tried
@@ -254,29 +259,36 @@ def dataset_dir(out_dir: str | Path, name: str) -> Path:
 
 
 def import_dataset(ds, tokenizer, out_dir: str | Path, haystack_swap_fraction: float = 0.0,
-                   haystack_source: str | None = None) -> tuple[dict[str, Path], list[FileReport]]:
+                   haystack_source: str | None = None, val_lengths: list[int] = ()
+                   ) -> tuple[dict[str, Path], list[FileReport]]:
     """Convert every split of one dataset; returns ({"name/split": path}, file reports).
-    haystack_swap_fraction > 0: a RULER train split's records get prose from haystack_source."""
+    haystack_swap_fraction > 0: a RULER train split's records get prose from haystack_source.
+    val_lengths (RULER with a val split): also split val_<L>, the val records at L tokens of that prose."""
     import json
 
     counter = as_counter(tokenizer)
-    swap = None
-    if haystack_swap_fraction > 0 and ds.format == "ruler" and "train" in ds.files:
+    swap, pool = None, None
+    lengths = list(val_lengths) if ds.format == "ruler" and "val" in ds.files else []
+    if (haystack_swap_fraction > 0 and ds.format == "ruler" and "train" in ds.files) or lengths:
         if not haystack_source:
-            raise DataError("imports.haystack_swap > 0 needs imports.haystack_source (a BABILong-format file)")
-        swap = (haystack_swap_fraction, haystack_swap.prose_pool(haystack_source, counter))
+            raise DataError("imports.haystack_swap > 0 and imports.val_lengths need imports.haystack_source "
+                            "(a BABILong-format file)")
+        pool = haystack_swap.prose_pool(haystack_source, counter)
+        swap = (haystack_swap_fraction, pool) if haystack_swap_fraction > 0 else None
     base = dataset_dir(out_dir, ds.name)
     written, reports = {}, []
-    for split, files in ds.files.items():
+    jobs = [(split, split, files, None) for split, files in ds.files.items()]
+    jobs += [(f"val_{n}", "val", ds.files["val"], (n, pool)) for n in lengths]
+    for split, source_split, files, extend in jobs:
         rows: list[dict] = []
         for f in files:
-            r, rep = import_file(ds, f, split, counter, swap if split == "train" else None)
+            r, rep = import_file(ds, f, split, counter, swap if source_split == "train" else None, extend)
             rows += r
             reports.append(rep)
         if rows:
             written[f"{ds.name}/{split}"] = write_rows(rows, base / f"{split}.parquet")
     for stale in base.glob("*.parquet") if base.exists() else ():
-        if stale.stem not in ds.files:  # a split no longer configured must not linger as a task split
+        if stale.stem not in {j[0] for j in jobs}:  # a split no longer configured must not linger as a task split
             stale.unlink()
     report = {"dataset": ds.name, "format": ds.format, "files": [r.as_dict() for r in reports]}
     atomic_write_bytes(base / "report.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2) + "\n"))

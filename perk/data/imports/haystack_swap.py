@@ -45,12 +45,14 @@ def prose_pool(path: str, counter: TokenCounter, max_sentences: int = 40_000) ->
     return ProsePool(sents, counter.many([" " + s for s in sents]), str(path))
 
 
-def swap(parsed: dict, pool: ProsePool, rng: random.Random, counter: TokenCounter) -> dict:
+def swap(parsed: dict, pool: ProsePool, rng: random.Random, counter: TokenCounter,
+         context_tokens: int | None = None) -> dict:
     """`parsed` (ruler.parse) with its haystack replaced by a contiguous run of pool sentences of
-    about the same token count; each needle keeps its relative depth."""
+    about the same token count (or about `context_tokens` in all: a longer validation record);
+    each needle keeps its relative depth."""
     ctx, keep = parsed["context"], parsed["keep"]
     needle_tokens = sum(counter.many([" " + ctx[a:b] for a, b in keep]))
-    budget = max(1, counter(ctx) - needle_tokens)
+    budget = max(1, (context_tokens or counter(ctx)) - needle_tokens)
     start = rng.randrange(len(pool.sentences))
     hay, n = [], 0
     while n < budget:

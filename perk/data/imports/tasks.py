@@ -35,7 +35,11 @@ def imported_path(p: Params, task: str, split: str) -> Path:
 def imported_rows(p: Params, task: str, split: str) -> list[dict]:
     ds = dataset(p, task)
     path = imported_path(p, task, split)
-    if split not in ds.files:
+    extended = split.startswith("val_") and split[4:].isdigit()  # imports.val_lengths
+    if extended and int(split[4:]) not in p.imports.val_lengths:
+        raise DataError(f"{task}: split {split!r} needs {split[4:]} in imports.val_lengths "
+                        f"(it is {p.imports.val_lengths})")
+    if split not in ds.files and not extended:
         raise DataError(f"{task}: imports.datasets lists no {split!r} files (it has {sorted(ds.files)})")
     if not path.exists():
         raise DataError(f"{path}: file not found (run `perk import` / `dvc repro import` first)")
