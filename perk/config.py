@@ -284,6 +284,10 @@ class ImportsConfig(Section):
                                    "haystack_source prose of L context tokens, the needles at their depths (the "
                                    "dev sets validate at the train length only; this lets a choice see length "
                                    "extrapolation without reading a test file)")
+    val_haystack_source: str = Field("../shared/benchmarks/babilong/qa1/val_1k.jsonl",
+                                     description="BABILong-format file whose book text fills the val_<L> splits: "
+                                     "text no training stage reads, as the test haystack beyond the train "
+                                     "length is (the train-side haystack_source is partly seen in training)")
     haystack_source: str = Field("../shared/benchmarks/babilong/qa1/train_1k.jsonl",
                                  description="BABILong-format file whose `input` book text (bAbI facts removed) "
                                  "the haystack swap draws from")

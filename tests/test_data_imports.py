@@ -596,6 +596,12 @@ def test_val_lengths_write_the_val_records_at_longer_lengths_in_prose(tmp_path, 
     assert len(imported_rows(p, "ruler/niah_single_2", "val_600")) == len(val)
     with pytest.raises(DataError, match=r"split 'val_1200' needs 1200 in imports.val_lengths \(it is \[600\]\)"):
         imported_rows(p, "ruler/niah_single_2", "val_1200")
+    # val_haystack_source, when given, is what fills them (text no training stage reads)
+    other = write_jsonl(tmp_path / "other.jsonl", [{"input": " ".join(b.replace("sailor", "baker") for b in book)}])
+    import_dataset(ds, tiny_tokenizer, tmp_path / "c", haystack_source=str(src), val_lengths=[600],
+                   val_haystack_source=str(other))
+    rows = pq.read_table(tmp_path / "c/ruler/niah_single_2/val_600.parquet").to_pylist()
+    assert all("baker" in " ".join(r["context"]) and "sailor" not in " ".join(r["context"]) for r in rows)
     # dropped from the config, the extra split does not linger
     import_dataset(ds, tiny_tokenizer, tmp_path / "b", haystack_source=str(src))
     assert not (tmp_path / "b/ruler/niah_single_2/val_600.parquet").exists()

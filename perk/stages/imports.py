@@ -40,7 +40,7 @@ def import_benchmarks(p: Params, progress: bool = True) -> dict[str, Path]:
         if p.imports.ask_every_key is not None:
             ds = ds.model_copy(update={"ask_every_key": p.imports.ask_every_key})
         out, reports = import_dataset(ds, tok, p.imports.out_dir, p.imports.haystack_swap, p.imports.haystack_source,
-                                      p.imports.val_lengths)
+                                      p.imports.val_lengths, p.imports.val_haystack_source)
         written.update(out)
         index[ds.name] = {"splits": {k.rsplit("/", 1)[1]: str(v) for k, v in out.items()},
                           "rows": sum(r.imported for r in reports), "skipped": sum(r.n_skipped for r in reports),

@@ -259,22 +259,25 @@ def dataset_dir(out_dir: str | Path, name: str) -> Path:
 
 
 def import_dataset(ds, tokenizer, out_dir: str | Path, haystack_swap_fraction: float = 0.0,
-                   haystack_source: str | None = None, val_lengths: list[int] = ()
-                   ) -> tuple[dict[str, Path], list[FileReport]]:
+                   haystack_source: str | None = None, val_lengths: list[int] = (),
+                   val_haystack_source: str | None = None) -> tuple[dict[str, Path], list[FileReport]]:
     """Convert every split of one dataset; returns ({"name/split": path}, file reports).
     haystack_swap_fraction > 0: a RULER train split's records get prose from haystack_source.
-    val_lengths (RULER with a val split): also split val_<L>, the val records at L tokens of that prose."""
+    val_lengths (RULER with a val split): also split val_<L>, the val records at L tokens of the
+    prose of val_haystack_source (default: haystack_source)."""
     import json
 
     counter = as_counter(tokenizer)
     swap, pool = None, None
-    lengths = list(val_lengths) if ds.format == "ruler" and "val" in ds.files else []
-    if (haystack_swap_fraction > 0 and ds.format == "ruler" and "train" in ds.files) or lengths:
+    if haystack_swap_fraction > 0 and ds.format == "ruler" and "train" in ds.files:
         if not haystack_source:
-            raise DataError("imports.haystack_swap > 0 and imports.val_lengths need imports.haystack_source "
-                            "(a BABILong-format file)")
-        pool = haystack_swap.prose_pool(haystack_source, counter)
-        swap = (haystack_swap_fraction, pool) if haystack_swap_fraction > 0 else None
+            raise DataError("imports.haystack_swap > 0 needs imports.haystack_source (a BABILong-format file)")
+        swap = (haystack_swap_fraction, haystack_swap.prose_pool(haystack_source, counter))
+    lengths = list(val_lengths) if ds.format == "ruler" and "val" in ds.files else []
+    if lengths:
+        if not (val_haystack_source or haystack_source):
+            raise DataError("imports.val_lengths needs imports.val_haystack_source (a BABILong-format file)")
+        pool = haystack_swap.prose_pool(val_haystack_source or haystack_source, counter)
     base = dataset_dir(out_dir, ds.name)
     written, reports = {}, []
     jobs = [(split, split, files, None) for split, files in ds.files.items()]
