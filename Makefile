@@ -36,7 +36,7 @@ test: $(STAMP)
 # experiments/run_imports.sh in $(PERK_RUNS)/<name> (default /tmp/r15, a snapshot of HEAD with its own
 # data/ and mlruns/), then the table. Needs ../shared/benchmarks beside the clone (or PERK_SHARED=DIR
 # holding benchmarks/ and reference/); without it the import fails naming the missing file.
-BENCH_RUNS ?= G_swap50_1600 H2_multikey_every_key H3_multikey_2400 I_qa1 I2_qa1_every_person
+BENCH_RUNS ?= DG1_single2 G_swap50_1600 H2_multikey_every_key H3_multikey_2400 I_qa1 I2_qa1_every_person
 # The imported-benchmark runs of README "Imported benchmarks" (experiments/IMPORTS.md; F is G's base): each a
 # snapshot of the committed code under $${PERK_RUNS:-/tmp/r15}/NAME with its own data/ and MLflow store.
 RECIPE := -P meta_train.exposure_weight=0 -P meta_train.support_span=sentence
@@ -45,6 +45,9 @@ benchmarks: $(STAMP)
 	  "-P pretrain.steps=400 -P pretrain.exposure=false" "-P meta_train.steps=800 $(RECIPE)"
 	STAGES="meta-train baseline evaluate" REUSE=F_swap50 METHODS=perk,baseline experiments/run_imports.sh \
 	  G_swap50_1600 ruler/niah_single_2 "" "-P meta_train.steps=1600 $(RECIPE)"
+	IMP="-P imports.haystack_swap=0.5" ALL="-P tokenizer.digit_group=3 -P tokenizer.vocab_size=7424" METHODS=perk,baseline \
+	  STAGES="tokenizer import pretrain meta-train baseline evaluate" experiments/run_imports.sh DG1_single2 ruler/niah_single_2 \
+	  "-P pretrain.steps=400 -P pretrain.exposure=false" "-P meta_train.steps=800 $(RECIPE)"
 	IMP="-P imports.haystack_swap=0.5" METHODS=perk,baseline STAGES="tokenizer import pretrain meta-train baseline evaluate" \
 	  experiments/run_imports.sh H2_multikey_every_key ruler/niah_multikey_1 \
 	  "-P pretrain.steps=400 -P pretrain.exposure=false" "-P meta_train.steps=800 $(RECIPE)"
