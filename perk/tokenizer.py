@@ -1,9 +1,10 @@
 """Tokenizers: a byte-level BPE trained locally for the tiny profile, or a named HF model's own.
 
 The tiny tokenizer splits digits individually by default (numbers of any size stay representable
-and arithmetic-like answers tokenize predictably), or into groups of up to `digit_group` digits
-read left to right, each group one token (a 7-digit value is 3 tokens instead of 7) and is saved with `save_pretrained`, so the rest
-of the pipeline loads every tokenizer the same way: `AutoTokenizer.from_pretrained(dir)`.
+and arithmetic-like answers tokenize predictably), or into runs of up to `digit_group` digits read
+left to right, each run one token (a 7-digit value: 3 tokens instead of 7). It is saved with
+`save_pretrained`, so the rest of the pipeline loads every tokenizer the same way:
+`AutoTokenizer.from_pretrained(dir)`.
 """
 from __future__ import annotations
 
