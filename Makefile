@@ -46,6 +46,7 @@ benchmarks: $(STAMP)
 	STAGES="meta-train baseline evaluate" REUSE=F_swap50 METHODS=perk,baseline experiments/run_imports.sh \
 	  G_swap50_1600 ruler/niah_single_2 "" "-P meta_train.steps=1600 $(RECIPE)"
 	IMP="-P imports.haystack_swap=0.5" ALL="-P tokenizer.digit_group=3 -P tokenizer.vocab_size=7424" METHODS=perk,baseline \
+	  BASE="-P baseline.steps=2000" \
 	  STAGES="tokenizer import pretrain meta-train baseline evaluate" experiments/run_imports.sh DG1_single2 ruler/niah_single_2 \
 	  "-P pretrain.steps=400 -P pretrain.exposure=false" "-P meta_train.steps=800 $(RECIPE)"
 	IMP="-P imports.haystack_swap=0.5" METHODS=perk,baseline STAGES="tokenizer import pretrain meta-train baseline evaluate" \
