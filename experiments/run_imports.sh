@@ -28,7 +28,7 @@ for stage in ${STAGES:-tokenizer import pretrain meta-train evaluate}; do
     pretrain) nice -n 5 "$py" -m perk.cli pretrain --no-progress $common $pre ;;
     meta-train) nice -n 5 "$py" -m perk.cli meta-train --no-progress $common $meta ;;
     baseline) nice -n 5 "$py" -m perk.cli baseline --no-progress $common ${BASE:-} ;;
-    evaluate) nice -n 5 "$py" -m perk.cli evaluate --no-progress $common $ev ;;
+    evaluate) nice -n 5 "$py" -m perk.cli evaluate --no-progress $common ${BASE:-} $ev ;;  # BASE: the evaluate run records the baseline it reads
     *) nice -n 5 "$py" -m perk.cli "$stage" --no-progress $common ;;
   esac
   echo "STAGE $stage $(( $(date +%s) - t0 )) s"

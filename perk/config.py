@@ -281,7 +281,7 @@ class ImportsConfig(Section):
                                  "(perk/data/imports/haystack_swap.py, experiments/IMPORTS.md)")
     val_lengths: list[int] = Field(default_factory=list, description="RULER datasets with a val split: also "
                                    "write split val_<L> per length L, every val record's haystack replaced by "
-                                   "haystack_source prose of L context tokens, the needles at their depths (the "
+                                   "val_haystack_source prose of L context tokens, the needles at their depths (the "
                                    "dev sets validate at the train length only; this lets a choice see length "
                                    "extrapolation without reading a test file)")
     val_haystack_source: str = Field("../shared/benchmarks/babilong/qa1/val_1k.jsonl",

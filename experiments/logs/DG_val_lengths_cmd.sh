@@ -2,10 +2,10 @@
 # Session 16: the DG runs' PERK on validation at 1024 (the dev val file) and at 2048/4096 (imports.val_lengths:
 # the same val records in book prose of that length), current code over each snapshot (its perk/ moved aside).
 set -u
-# VAL_SOURCE=train: the first try, val_<L> filled from haystack_source (train-side prose; log DG_val_lengths_trainprose.log)
+# The first try (log DG_val_lengths_trainprose.log) ran before imports.val_haystack_source existed: val_<L> was
+# filled from haystack_source, the train-side prose.
 for run in "$@"; do
   cd /tmp/r15/$run || continue
-  O=$(grep -m1 "^RUN" /work/main/experiments/logs/$run.log >/dev/null; echo)
   case $run in
     DG1*|DGC*) ALL="-P tokenizer.digit_group=3 -P tokenizer.vocab_size=7424" ;;
     DG2*) ALL="-P tokenizer.digit_group=2" ;;

@@ -277,7 +277,8 @@ def import_dataset(ds, tokenizer, out_dir: str | Path, haystack_swap_fraction: f
     if lengths:
         if not (val_haystack_source or haystack_source):
             raise DataError("imports.val_lengths needs imports.val_haystack_source (a BABILong-format file)")
-        pool = haystack_swap.prose_pool(val_haystack_source or haystack_source, counter)
+        src = val_haystack_source or haystack_source
+        pool = swap[1] if swap and src == haystack_source else haystack_swap.prose_pool(src, counter)
     base = dataset_dir(out_dir, ds.name)
     written, reports = {}, []
     jobs = [(split, split, files, None) for split, files in ds.files.items()]
